@@ -1,0 +1,54 @@
+"""draw_tf: DRAW (Gregor et al., ICML 2015) in TensorFlow and Keras 3.
+
+The public API, re-exported flat:
+
+- `DrawModel`: the model unrolled over T steps, and generation.
+- `DrawCell`, `DrawState`: one step of DRAW (eqs. 3-8).
+- Attention layers (eqs. 17-29): `AttentiveRead`, `AttentiveWrite`,
+  `FullImageRead`, `DenseWrite`, `AttentionWindowHead`, and the filterbank
+  functions.
+- Losses (eqs. 9-12): `negative_elbo`, `mean_negative_elbo`,
+  `reconstruction_loss`, `latent_loss_per_step`.
+"""
+
+from draw_tf.attention import (
+    WINDOW_PARAMETER_NAMES,
+    AttentionWindowHead,
+    AttentiveRead,
+    AttentiveWrite,
+    DenseWrite,
+    FullImageRead,
+    apply_read_filters,
+    apply_write_filters,
+    axis_filterbank,
+    filterbanks,
+)
+from draw_tf.cell import DrawCell, DrawState
+from draw_tf.losses import (
+    latent_loss_per_step,
+    mean_negative_elbo,
+    negative_elbo,
+    reconstruction_loss,
+)
+from draw_tf.model import DrawModel, standard_normal_noise
+
+__all__ = [
+    "WINDOW_PARAMETER_NAMES",
+    "AttentionWindowHead",
+    "AttentiveRead",
+    "AttentiveWrite",
+    "DenseWrite",
+    "DrawCell",
+    "DrawModel",
+    "DrawState",
+    "FullImageRead",
+    "apply_read_filters",
+    "apply_write_filters",
+    "axis_filterbank",
+    "filterbanks",
+    "latent_loss_per_step",
+    "mean_negative_elbo",
+    "negative_elbo",
+    "reconstruction_loss",
+    "standard_normal_noise",
+]

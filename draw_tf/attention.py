@@ -1,0 +1,475 @@
+"""Reading and writing for DRAW: Gaussian filterbanks (paper Section 3).
+
+Gregor et al., "DRAW: A Recurrent Neural Network For Image Generation",
+ICML 2015 (arXiv:1502.04623).
+
+Images are `[batch, height, width, channels]`; in the paper's notation an
+image has B rows (height) and A columns (width). Every attention window is
+a `[batch, 5]` tensor of, in this order (see `WINDOW_PARAMETER_NAMES`):
+
+    center_x   g_X,      eq. 22, 1-based column coordinate
+    center_y   g_Y,      eq. 23, 1-based row coordinate
+    variance   sigma^2,  isotropic variance of every filter
+    stride     delta,    eq. 24, distance between adjacent filters
+    intensity  gamma,    scales the read; the write is divided by it
+
+Without attention (Section 3.1) the read is the whole image and error image
+(eq. 17) and the write is a linear map of the decoder state (eq. 18).
+With attention (Sections 3.2-3.3) read and write each own a linear head on
+the decoder state (eq. 21) and their own grid size N.
+"""
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+WINDOW_PARAMETER_NAMES = (
+    "center_x",
+    "center_y",
+    "variance",
+    "stride",
+    "intensity",
+)
+
+# Smallest filter variance used: a variance of exactly zero would divide
+# zero by zero at a pixel that sits on a filter centre.
+_MINIMUM_VARIANCE = 1e-12
+# Filter logits are floored here so that a centre far off the image (whose
+# squared distance overflows to inf) still gives finite, normalised rows.
+_MINIMUM_FILTER_LOGIT = -1e30
+
+
+def validate_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """Checks that `image_shape` is (height, width, channels), all positive.
+
+    Args:
+      image_shape: the shape of one image.
+
+    Returns:
+      The shape as a tuple of three Python ints.
+
+    Raises:
+      ValueError: if the shape is not three positive integers.
+    """
+    shape = tuple(image_shape)
+    if len(shape) != 3 or not all(
+        isinstance(size, int) and not isinstance(size, bool) and size > 0
+        for size in shape
+    ):
+        raise ValueError(
+            "image_shape must be (height, width, channels), three positive "
+            f"integers; got {image_shape!r}."
+        )
+    return shape
+
+
+def validate_grid_size(
+    name: str, grid_size: int, image_shape: tuple[int, int, int]
+) -> int:
+    """Checks an attention grid size N against the image it looks at.
+
+    Args:
+      name: the argument's name, for the error message.
+      grid_size: N, the number of filters along each axis.
+      image_shape: (height, width, channels).
+
+    Returns:
+      `grid_size`.
+
+    Raises:
+      ValueError: if N is not an integer in [1, max(height, width)].
+    """
+    largest = max(image_shape[0], image_shape[1])
+    if (
+        not isinstance(grid_size, int)
+        or isinstance(grid_size, bool)
+        or not 1 <= grid_size <= largest
+    ):
+        raise ValueError(
+            f"{name} must be an integer between 1 and max(height, width) = "
+            f"{largest} for images of shape {image_shape}; got {grid_size!r}."
+        )
+    return grid_size
+
+
+def axis_filterbank(
+    center: tf.Tensor,
+    stride: tf.Tensor,
+    variance: tf.Tensor,
+    num_filters: int,
+    size: int,
+) -> tf.Tensor:
+    """Gaussian filters along one image axis (eqs. 19-20 and 25-26).
+
+    The filter index i runs over 1..N and the pixel coordinate a over
+    1..size, both 1-based as in the paper, so that the grid of filter
+    centres is centred on `center`:
+
+        mu^i    = center + (i - N/2 - 0.5) * stride              (19, 20)
+        F[i, a] = exp(-(a - mu^i)^2 / (2 variance)) / Z          (25, 26)
+
+    Z normalises each row to sum to 1. That normalisation is a softmax over
+    a, computed stably, so rows stay finite for any finite parameters.
+
+    Args:
+      center: [batch] grid centre g (pixels, 1-based).
+      stride: [batch] distance delta between adjacent filters.
+      variance: [batch] filter variance sigma^2.
+      num_filters: N, filters along this axis.
+      size: pixels along this axis (A for columns, B for rows).
+
+    Returns:
+      [batch, num_filters, size] filterbank whose rows sum to 1.
+    """
+    dtype = center.dtype
+    filter_index = tf.range(1, num_filters + 1, dtype=dtype)  # i = 1..N
+    offsets = filter_index - num_filters / 2.0 - 0.5  # i - N/2 - 0.5
+    filter_centers = (
+        center[:, tf.newaxis] + offsets[tf.newaxis, :] * stride[:, tf.newaxis]
+    )  # mu^i, [batch, N]
+    pixels = tf.range(1, size + 1, dtype=dtype)  # a = 1..size
+    squared_distance = tf.square(
+        pixels[tf.newaxis, tf.newaxis, :] - filter_centers[:, :, tf.newaxis]
+    )  # [batch, N, size]
+    variance = tf.maximum(variance, _MINIMUM_VARIANCE)[
+        :, tf.newaxis, tf.newaxis
+    ]
+    logits = tf.maximum(
+        -squared_distance / (2.0 * variance), _MINIMUM_FILTER_LOGIT
+    )
+    return tf.nn.softmax(logits, axis=-1)
+
+
+def filterbanks(
+    window: tf.Tensor, num_filters: int, height: int, width: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The horizontal and vertical filterbanks of an attention window.
+
+    Args:
+      window: [batch, 5] attention window, see `WINDOW_PARAMETER_NAMES`.
+      num_filters: N.
+      height: B, image rows.
+      width: A, image columns.
+
+    Returns:
+      (filterbank_x [batch, N, width], filterbank_y [batch, N, height]):
+      F_X built from g_X (eq. 25) and F_Y from g_Y (eq. 26).
+    """
+    center_x, center_y, variance, stride, _ = tf.unstack(window, axis=-1)
+    filterbank_x = axis_filterbank(
+        center_x, stride, variance, num_filters, width
+    )
+    filterbank_y = axis_filterbank(
+        center_y, stride, variance, num_filters, height
+    )
+    return filterbank_x, filterbank_y
+
+
+def apply_read_filters(
+    images: tf.Tensor, filterbank_x: tf.Tensor, filterbank_y: tf.Tensor
+) -> tf.Tensor:
+    """Extracts a glimpse F_Y x F_X^T from every channel (eq. 27, no gamma).
+
+    Args:
+      images: [batch, height, width, channels].
+      filterbank_x: [batch, N, width].
+      filterbank_y: [batch, N, height].
+
+    Returns:
+      [batch, N, N, channels] glimpse.
+    """
+    return tf.einsum("bjy,byxc,bix->bjic", filterbank_y, images, filterbank_x)
+
+
+def apply_write_filters(
+    patch: tf.Tensor, filterbank_x: tf.Tensor, filterbank_y: tf.Tensor
+) -> tf.Tensor:
+    """Spreads a patch over the image, F_Y^T w F_X (eq. 29, no gamma).
+
+    This is the adjoint of `apply_read_filters` for the same filterbanks.
+
+    Args:
+      patch: [batch, N, N, channels] patch w.
+      filterbank_x: [batch, N, width].
+      filterbank_y: [batch, N, height].
+
+    Returns:
+      [batch, height, width, channels].
+    """
+    return tf.einsum("bjy,bjic,bix->byxc", filterbank_y, patch, filterbank_x)
+
+
+@keras.saving.register_keras_serializable(package="draw_tf")
+class AttentionWindowHead(keras.layers.Layer):
+    """Linear head from the decoder state to an attention window (eqs. 21-24).
+
+    (g~_X, g~_Y, log sigma^2, log delta~, log gamma) = W(h^dec)      (21)
+    g_X   = (A + 1) / 2 * (g~_X + 1)                                  (22)
+    g_Y   = (B + 1) / 2 * (g~_Y + 1)                                  (23)
+    delta = (max(A, B) - 1) / (N - 1) * delta~                        (24)
+
+    For N = 1 the stride does not move the single filter (its offset
+    i - N/2 - 0.5 is 0), and eq. 24 would divide by zero; the factor
+    (max(A, B) - 1) is used instead.
+
+    Input: [batch, decoder_units]. Output: [batch, 5], see
+    `WINDOW_PARAMETER_NAMES`.
+    """
+
+    def __init__(self, grid_size: int, image_shape: Sequence[int], **kwargs):
+        """Creates the head.
+
+        Args:
+          grid_size: N, filters along each axis of the window.
+          image_shape: (height, width, channels) of the images attended to.
+          **kwargs: base Layer arguments (name, dtype, ...).
+        """
+        super().__init__(**kwargs)
+        self.image_shape = validate_image_shape(image_shape)
+        self.grid_size = validate_grid_size(
+            "grid_size", grid_size, self.image_shape
+        )
+        self.linear = keras.layers.Dense(5, name="linear")
+
+    def build(self, input_shape):
+        self.linear.build(input_shape)
+
+    def call(self, decoder_hidden):
+        height, width, _ = self.image_shape
+        (
+            center_x_unscaled,  # g~_X
+            center_y_unscaled,  # g~_Y
+            log_variance,  # log sigma^2
+            log_stride_unscaled,  # log delta~
+            log_intensity,  # log gamma
+        ) = tf.unstack(self.linear(decoder_hidden), axis=-1)
+        center_x = (width + 1) / 2.0 * (center_x_unscaled + 1.0)  # eq. 22
+        center_y = (height + 1) / 2.0 * (center_y_unscaled + 1.0)  # eq. 23
+        stride_scale = (max(height, width) - 1) / max(self.grid_size - 1, 1)
+        stride = stride_scale * tf.exp(log_stride_unscaled)  # eq. 24
+        return tf.stack(
+            [
+                center_x,
+                center_y,
+                tf.exp(log_variance),
+                stride,
+                tf.exp(log_intensity),
+            ],
+            axis=-1,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            grid_size=self.grid_size, image_shape=list(self.image_shape)
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="draw_tf")
+class AttentiveRead(keras.layers.Layer):
+    """Selective-attention read (eq. 27), with its own window head.
+
+    read(x, x_hat, h^dec_{t-1}) = gamma * [F_Y x F_X^T, F_Y x_hat F_X^T]
+
+    Call arguments:
+      images: [batch, height, width, channels], x.
+      error_images: [batch, height, width, channels], x_hat (eq. 3).
+      decoder_hidden: [batch, decoder_units], h^dec_{t-1}.
+
+    Returns:
+      (glimpses [batch, 2 * N * N * channels], window [batch, 5]).
+    """
+
+    def __init__(self, glimpse_size: int, image_shape: Sequence[int], **kwargs):
+        """Creates the read.
+
+        Args:
+          glimpse_size: N, the glimpse is N x N per channel.
+          image_shape: (height, width, channels).
+          **kwargs: base Layer arguments.
+        """
+        super().__init__(**kwargs)
+        self.image_shape = validate_image_shape(image_shape)
+        self.glimpse_size = validate_grid_size(
+            "glimpse_size", glimpse_size, self.image_shape
+        )
+        self.window_head = AttentionWindowHead(
+            self.glimpse_size, self.image_shape, name="window_head"
+        )
+
+    @property
+    def output_size(self) -> int:
+        """Length of the flattened glimpse vector, 2 * N * N * channels."""
+        return 2 * self.glimpse_size**2 * self.image_shape[2]
+
+    def build(
+        self,
+        images_shape=None,
+        error_images_shape=None,
+        decoder_hidden_shape=None,
+    ):
+        # Keras passes the shape of every call argument; only the decoder
+        # state's matters, the image shape is fixed by the config.
+        self.window_head.build(decoder_hidden_shape)
+
+    def call(self, images, error_images, decoder_hidden):
+        height, width, _ = self.image_shape
+        window = self.window_head(decoder_hidden)
+        filterbank_x, filterbank_y = filterbanks(
+            window, self.glimpse_size, height, width
+        )
+        both = tf.concat([images, error_images], axis=-1)  # [b, H, W, 2C]
+        glimpses = apply_read_filters(both, filterbank_x, filterbank_y)
+        # gamma, [batch, 1]. A slice: inside tf.function on TF 2.21 (CPU),
+        # window[:, 4, tf.newaxis] lost its new axis at run time.
+        intensity = window[:, 4:5]
+        flat = tf.reshape(glimpses, [-1, self.output_size])
+        return intensity * flat, window
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            glimpse_size=self.glimpse_size,
+            image_shape=list(self.image_shape),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="draw_tf")
+class AttentiveWrite(keras.layers.Layer):
+    """Selective-attention write (eqs. 28-29), with its own window head.
+
+    w_t = W(h^dec_t)                                   (28)  N x N patch
+    write(h^dec_t) = 1 / gamma^ * F^_Y^T w_t F^_X      (29)
+
+    Input: decoder_hidden [batch, decoder_units], h^dec_t.
+
+    Returns:
+      (canvas_update [batch, height, width, channels], window [batch, 5]).
+    """
+
+    def __init__(self, patch_size: int, image_shape: Sequence[int], **kwargs):
+        """Creates the write.
+
+        Args:
+          patch_size: N, the written patch is N x N per channel.
+          image_shape: (height, width, channels).
+          **kwargs: base Layer arguments.
+        """
+        super().__init__(**kwargs)
+        self.image_shape = validate_image_shape(image_shape)
+        self.patch_size = validate_grid_size(
+            "patch_size", patch_size, self.image_shape
+        )
+        channels = self.image_shape[2]
+        self.patch_layer = keras.layers.Dense(
+            self.patch_size**2 * channels, name="patch"
+        )
+        self.window_head = AttentionWindowHead(
+            self.patch_size, self.image_shape, name="window_head"
+        )
+
+    def build(self, decoder_hidden_shape):
+        self.patch_layer.build(decoder_hidden_shape)
+        self.window_head.build(decoder_hidden_shape)
+
+    def call(self, decoder_hidden):
+        height, width, channels = self.image_shape
+        window = self.window_head(decoder_hidden)
+        filterbank_x, filterbank_y = filterbanks(
+            window, self.patch_size, height, width
+        )
+        patch = tf.reshape(
+            self.patch_layer(decoder_hidden),
+            [-1, self.patch_size, self.patch_size, channels],
+        )
+        update = apply_write_filters(patch, filterbank_x, filterbank_y)
+        intensity = tf.reshape(window[:, 4:5], [-1, 1, 1, 1])  # gamma^
+        return update / intensity, window
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            patch_size=self.patch_size, image_shape=list(self.image_shape)
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="draw_tf")
+class FullImageRead(keras.layers.Layer):
+    """Read without attention (eq. 17): read(x, x_hat, h) = [x, x_hat].
+
+    Call arguments:
+      images: [batch, height, width, channels].
+      error_images: [batch, height, width, channels].
+
+    Returns:
+      [batch, 2 * height * width * channels].
+    """
+
+    def __init__(self, image_shape: Sequence[int], **kwargs):
+        """Creates the read.
+
+        Args:
+          image_shape: (height, width, channels).
+          **kwargs: base Layer arguments.
+        """
+        super().__init__(**kwargs)
+        self.image_shape = validate_image_shape(image_shape)
+
+    @property
+    def output_size(self) -> int:
+        """Length of the read vector, 2 * height * width * channels."""
+        height, width, channels = self.image_shape
+        return 2 * height * width * channels
+
+    def call(self, images, error_images):
+        pixels = self.output_size // 2
+        return tf.concat(
+            [
+                tf.reshape(images, [-1, pixels]),
+                tf.reshape(error_images, [-1, pixels]),
+            ],
+            axis=-1,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_shape=list(self.image_shape))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="draw_tf")
+class DenseWrite(keras.layers.Layer):
+    """Write without attention (eq. 18): write(h^dec_t) = W(h^dec_t).
+
+    Input: decoder_hidden [batch, decoder_units].
+    Output: canvas_update [batch, height, width, channels].
+    """
+
+    def __init__(self, image_shape: Sequence[int], **kwargs):
+        """Creates the write.
+
+        Args:
+          image_shape: (height, width, channels).
+          **kwargs: base Layer arguments.
+        """
+        super().__init__(**kwargs)
+        self.image_shape = validate_image_shape(image_shape)
+        height, width, channels = self.image_shape
+        self.linear = keras.layers.Dense(
+            height * width * channels, name="linear"
+        )
+
+    def build(self, decoder_hidden_shape):
+        self.linear.build(decoder_hidden_shape)
+
+    def call(self, decoder_hidden):
+        return tf.reshape(self.linear(decoder_hidden), [-1, *self.image_shape])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_shape=list(self.image_shape))
+        return config

@@ -1,0 +1,108 @@
+"""Tests of draw_tf.losses against closed forms (eqs. 9-12)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from draw_tf import losses
+from tests import numpy_reference as ref
+
+
+def _outputs(canvas_logits, mu, log_sigma):
+    return {
+        "canvas_logits": tf.constant(canvas_logits, tf.float32),
+        "posterior_mean": tf.constant(mu, tf.float32),
+        "posterior_log_stddev": tf.constant(log_sigma, tf.float32),
+    }
+
+
+def test_kl_equals_closed_form_of_eq_11():
+    rng = np.random.default_rng(0)
+    batch, steps, latent = 4, 6, 5
+    mu = rng.normal(size=(batch, steps, latent))
+    log_sigma = rng.normal(scale=0.5, size=(batch, steps, latent))
+    terms = losses.negative_elbo(
+        np.zeros((batch, 2, 2, 1)),
+        _outputs(np.zeros((batch, 2, 2, 1)), mu, log_sigma),
+    )
+    for k in range(batch):
+        np.testing.assert_allclose(
+            terms["latent_loss"][k],
+            ref.kl_closed_form(mu[k], log_sigma[k]),
+            rtol=1e-5,
+        )
+    np.testing.assert_allclose(
+        tf.reduce_sum(terms["latent_loss_per_step"], -1),
+        terms["latent_loss"],
+        rtol=1e-6,
+    )
+    assert terms["latent_loss_per_step"].shape == (batch, steps)
+
+
+def test_kl_of_the_prior_itself_is_zero():
+    # mu = 0, sigma = 1: eq. 11 is T*|z|/2 - T*|z|/2 = 0, which only holds
+    # with the -T*|z|/2 constant (not -T/2 nor -1/2 per step).
+    terms = losses.negative_elbo(
+        np.zeros((2, 3, 3, 1)),
+        _outputs(
+            np.zeros((2, 3, 3, 1)), np.zeros((2, 7, 9)), np.zeros((2, 7, 9))
+        ),
+    )
+    np.testing.assert_allclose(terms["latent_loss"], 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (5, 7, 1), (4, 6, 3)])
+def test_zero_canvas_costs_log_2_per_pixel(shape):
+    # sigmoid(0) = 1/2: every binary pixel costs log 2 nats, whatever it is.
+    rng = np.random.default_rng(1)
+    images = (rng.uniform(size=(3, *shape)) > 0.5).astype(np.float32)
+    images[0] = 0.0
+    images[1] = 1.0
+    terms = losses.negative_elbo(
+        images,
+        _outputs(
+            np.zeros((3, *shape)), np.zeros((3, 2, 4)), np.zeros((3, 2, 4))
+        ),
+    )
+    np.testing.assert_allclose(
+        terms["reconstruction_loss"], np.prod(shape) * np.log(2), rtol=1e-6
+    )
+
+
+def test_reconstruction_is_bernoulli_cross_entropy():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=3.0, size=(3, 4, 5, 2))
+    images = rng.uniform(size=(3, 4, 5, 2))  # grey levels as targets
+    terms = losses.negative_elbo(
+        images, _outputs(logits, np.zeros((3, 1, 1)), np.zeros((3, 1, 1)))
+    )
+    p = ref.sigmoid(logits)
+    expected = -np.sum(
+        images * np.log(p) + (1 - images) * np.log(1 - p), axis=(1, 2, 3)
+    )
+    np.testing.assert_allclose(
+        terms["reconstruction_loss"], expected, rtol=1e-5
+    )
+
+
+def test_negative_elbo_is_sum_and_mean_is_over_images():
+    rng = np.random.default_rng(3)
+    images = (rng.uniform(size=(5, 3, 3, 1)) > 0.5).astype(np.float32)
+    outputs = _outputs(
+        rng.normal(size=(5, 3, 3, 1)),
+        rng.normal(size=(5, 4, 2)),
+        rng.normal(size=(5, 4, 2)),
+    )
+    terms = losses.negative_elbo(images, outputs)
+    np.testing.assert_allclose(
+        terms["negative_elbo"],
+        terms["reconstruction_loss"] + terms["latent_loss"],
+        rtol=1e-6,
+    )
+    means = losses.mean_negative_elbo(images, outputs)
+    for key, value in terms.items():
+        np.testing.assert_allclose(
+            means[key], np.mean(value, axis=0), rtol=1e-6
+        )
+    assert means["negative_elbo"].shape == ()
+    assert means["latent_loss_per_step"].shape == (4,)
