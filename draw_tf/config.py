@@ -1,0 +1,214 @@
+"""The configuration of a training run, and its validation.
+
+`TrainConfig` holds every setting of `train.py`; its field names are the
+flag names, so an error names the flag to fix. Libraries take a
+`TrainConfig` and never read flags.
+"""
+
+import dataclasses
+import json
+import os
+
+DATASETS = (
+    "mnist",
+    "fashion_mnist",
+    "binarized_mnist",
+    "cifar10",
+    "svhn_cropped",
+    "synthetic",
+)
+BINARIZATIONS = ("static", "dynamic", "none")
+MODES = ("train", "evaluate", "draw")
+
+# The fields that fix the model's variables: a workdir's checkpoint can
+# only be restored into a model with the same values.
+ARCHITECTURE_FIELDS = (
+    "num_steps",
+    "encoder_units",
+    "decoder_units",
+    "latent_size",
+    "attention",
+    "read_glimpse_size",
+    "write_patch_size",
+)
+
+
+class ConfigError(ValueError):
+    """A user-facing error in flags, files or a workdir: one line, no trace."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a run; see train.py for each flag's help text."""
+
+    workdir: str
+    mode: str = "train"
+    dataset: str = "mnist"
+    data_dir: str = ""
+    tfds_data_dir: str = ""
+    binarization: str = "dynamic"
+    validation_size: int = 10000
+    synthetic_image_size: int = 12
+    num_steps: int = 64
+    encoder_units: int = 256
+    decoder_units: int = 256
+    latent_size: int = 100
+    attention: bool = True
+    read_glimpse_size: int = 2
+    write_patch_size: int = 5
+    batch_size: int = 100
+    learning_rate: float = 1e-3
+    gradient_clip_norm: float = 0.0
+    num_epochs: int = 10
+    train_steps: int = 0
+    seed: int = 0
+    log_every_steps: int = 100
+    checkpoint_every_steps: int = 500
+    eval_every_steps: int = 0
+    eval_batch_size: int = 500
+    max_eval_examples: int = 0
+    importance_samples: int = 10
+    num_cpu_devices: int = 0
+    num_pictures: int = 16
+
+    def validate(self) -> "TrainConfig":
+        """Checks every field; raises ConfigError naming the bad flag."""
+        _check_choice("mode", self.mode, MODES)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("binarization", self.binarization, BINARIZATIONS)
+        if not self.workdir:
+            raise ConfigError("--workdir is required: a directory to write to.")
+        for name in (
+            "num_steps",
+            "encoder_units",
+            "decoder_units",
+            "latent_size",
+            "batch_size",
+            "log_every_steps",
+            "checkpoint_every_steps",
+            "eval_batch_size",
+            "synthetic_image_size",
+        ):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in (
+            "validation_size",
+            "train_steps",
+            "eval_every_steps",
+            "max_eval_examples",
+            "importance_samples",
+            "num_cpu_devices",
+            "num_pictures",
+            "num_epochs",
+        ):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.attention:
+            _check_int("read_glimpse_size", self.read_glimpse_size, 1)
+            _check_int("write_patch_size", self.write_patch_size, 1)
+        if not self.learning_rate > 0:
+            raise ConfigError(
+                f"--learning_rate must be > 0; got {self.learning_rate}."
+            )
+        if not self.gradient_clip_norm >= 0:
+            raise ConfigError(
+                "--gradient_clip_norm must be >= 0 (0 turns clipping off); "
+                f"got {self.gradient_clip_norm}."
+            )
+        if self.mode == "train" and self.num_epochs == 0 == self.train_steps:
+            raise ConfigError(
+                "One of --num_epochs or --train_steps must be positive."
+            )
+        return self
+
+    def check_image_shape(self, image_shape) -> None:
+        """Checks the attention sizes against the data's image shape."""
+        height, width, _ = image_shape
+        if not self.attention:
+            return
+        for name in ("read_glimpse_size", "write_patch_size"):
+            value = getattr(self, name)
+            if value > max(height, width):
+                raise ConfigError(
+                    f"--{name}={value} is larger than the images "
+                    f"({height} x {width}); expected 1..{max(height, width)}."
+                )
+
+    def model_kwargs(self, image_shape) -> dict:
+        """Arguments of `DrawModel` for this config and image shape."""
+        return dict(
+            image_shape=tuple(int(size) for size in image_shape),
+            num_steps=self.num_steps,
+            encoder_units=self.encoder_units,
+            decoder_units=self.decoder_units,
+            latent_size=self.latent_size,
+            read_glimpse_size=self.read_glimpse_size
+            if self.attention
+            else None,
+            write_patch_size=self.write_patch_size if self.attention else None,
+            seed=self.seed,
+        )
+
+    def architecture(self) -> dict:
+        """The fields that decide the model's variables."""
+        values = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
+        if not self.attention:
+            del values["read_glimpse_size"], values["write_patch_size"]
+        return values
+
+    def to_json(self) -> str:
+        """The config as JSON."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
+    """Writes or compares `<workdir>/config.json`.
+
+    A new workdir gets the config. A workdir that has one must hold a model
+    of the same architecture and image shape, or its checkpoints could not
+    be restored.
+
+    Raises:
+      ConfigError: if the workdir holds another architecture.
+    """
+    path = os.path.join(config.workdir, "config.json")
+    current = dict(config.architecture(), image_shape=list(image_shape))
+    if os.path.exists(path):
+        try:
+            with open(path) as file:
+                saved = json.load(file)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path} is not readable JSON: {error}") from None
+        saved_architecture = saved.get("architecture", {})
+        differences = [
+            f"{key}={saved_architecture.get(key)!r} there, {value!r} asked"
+            for key, value in current.items()
+            if saved_architecture.get(key) != value
+        ]
+        if differences:
+            raise ConfigError(
+                f"--workdir={config.workdir} holds a model of another "
+                f"architecture ({'; '.join(differences)}); use a new workdir "
+                "or the same model flags."
+            )
+        return
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(path, "w") as file:
+        json.dump(
+            {"architecture": current, "config": dataclasses.asdict(config)},
+            file,
+            indent=2,
+            sort_keys=True,
+        )
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(
+            f"--{name}={value!r} is not one of {', '.join(choices)}."
+        )
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"--{name} must be an integer >= {minimum}; got {value!r}."
+        )

@@ -1,0 +1,341 @@
+"""Input data: local idx files, TFDS or synthetic images; binarization.
+
+Images are kept in memory as uint8 `[n, height, width, channels]` (0..255;
+binary images are 0 or 255) and become float32 in [0, 1] in the pipeline.
+
+Splits. Local MNIST-format files and TFDS sets without a validation split
+give train = the training file less its last `validation_size` images,
+validation = those last images, test = the test file (for MNIST the
+classic 50k / 10k / 10k split). TFDS `binarized_mnist` has its own
+validation split.
+
+Binarization (`--binarization`):
+  static: every split is binarized once, pixel ~ Bernoulli(intensity),
+    with numpy's `default_rng` seeded with `STATIC_BINARIZATION_SEED`
+    (the training file and the test file each with their own stream), so
+    every run sees the same binary images; this is the binarized-MNIST
+    benchmark the paper reports.
+  dynamic: the training images are binarized afresh every time they are
+    drawn (a function of the seed and the step); validation and test are
+    binarized statically as above, so their numbers stay comparable.
+  none: intensities in [0, 1] are the Bernoulli targets (colour data).
+TFDS `binarized_mnist` is binary already and is used as it is.
+
+Training batches are a pure function of (seed, global step): the epoch's
+order, the dynamic binarization and the noise eps of every DRAW step. A run
+resumed from a checkpoint at step s therefore sees exactly the batches it
+would have seen, and a batch's examples and noise do not depend on how many
+replicas share it.
+"""
+
+import dataclasses
+import gzip
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from draw_tf.config import ConfigError, TrainConfig
+
+# Seed of the static binarization (documented in the README).
+STATIC_BINARIZATION_SEED = 1502_04623
+IMAGE_FILES = {
+    "train": "train-images-idx3-ubyte",
+    "test": "t10k-images-idx3-ubyte",
+}
+LABEL_FILES = {
+    "train": "train-labels-idx1-ubyte",
+    "test": "t10k-labels-idx1-ubyte",
+}
+_IMAGES_MAGIC = 2051
+_LABELS_MAGIC = 2049
+# Seed streams of the training pipeline.
+_ORDER_STREAM, _BINARIZATION_STREAM, _NOISE_STREAM = 1, 2, 3
+_SYNTHETIC_SIZES = {"train": 512, "validation": 128, "test": 128}
+
+
+class DataError(ConfigError):
+    """Missing, corrupt or unusable data: a one-line user-facing error."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """uint8 images [n, height, width, channels] of each split.
+
+    Attributes:
+      train: the training images (grey levels when binarization is dynamic).
+      validation: images for model selection, distinct from test.
+      test: the test images.
+      dynamic_binarization: whether training batches are binarized afresh.
+    """
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    dynamic_binarization: bool
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels)."""
+        return tuple(int(size) for size in self.train.shape[1:])
+
+
+def read_idx(path: str, expected_magic: int = _IMAGES_MAGIC) -> np.ndarray:
+    """Reads an MNIST-format idx file, gzipped (.gz) or not.
+
+    Args:
+      path: the file.
+      expected_magic: 2051 for images, 2049 for labels.
+
+    Returns:
+      uint8 array: [n, rows, columns] for images, [n] for labels.
+
+    Raises:
+      DataError: if the file is missing, not gzip when named .gz, has the
+        wrong magic number or a size that does not match its header.
+    """
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as file:
+                content = file.read()
+        else:
+            with open(path, "rb") as file:
+                content = file.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found.") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: cannot read it ({error}).") from None
+    dimensions = 3 if expected_magic == _IMAGES_MAGIC else 1
+    header_size = 4 * (1 + dimensions)
+    if len(content) < header_size:
+        raise DataError(
+            f"{path}: {len(content)} bytes, too short for an idx header."
+        )
+    header = np.frombuffer(content[:header_size], dtype=">u4")
+    if header[0] != expected_magic:
+        raise DataError(
+            f"{path}: magic number {header[0]}, expected {expected_magic} "
+            f"(an MNIST-format idx {'image' if dimensions == 3 else 'label'}"
+            " file)."
+        )
+    shape = tuple(int(size) for size in header[1:])
+    expected_bytes = header_size + int(np.prod(shape))
+    if len(content) != expected_bytes:
+        raise DataError(
+            f"{path}: {len(content)} bytes, expected {expected_bytes} for "
+            f"shape {shape} (truncated or corrupt)."
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(
+        shape
+    )
+
+
+def find_idx_file(data_dir: str, stem: str) -> str:
+    """The path of `stem` or `stem.gz` in `data_dir`.
+
+    Raises:
+      DataError: if neither exists.
+    """
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(data_dir, name)
+        if os.path.exists(path):
+            return path
+    raise DataError(
+        f"--data_dir={data_dir} has no {stem} or {stem}.gz (MNIST-format "
+        "idx files expected, e.g. ../shared/data/mnist or "
+        "/usr/share/datasets/fashion-mnist)."
+    )
+
+
+def binarize(images: np.ndarray, seed) -> np.ndarray:
+    """Samples every pixel once, Bernoulli(intensity); returns 0 or 255."""
+    rng = np.random.default_rng(seed)
+    intensities = images.astype(np.float32) / 255.0
+    return np.where(
+        rng.uniform(size=images.shape) < intensities, 255, 0
+    ).astype(np.uint8)
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    """Loads the configured dataset's splits into memory.
+
+    Raises:
+      DataError: if the data can't be found or read.
+    """
+    if config.dataset == "synthetic":
+        train, test = _synthetic(config)
+    elif config.data_dir:
+        train, test = (
+            read_idx(find_idx_file(config.data_dir, IMAGE_FILES[split]))
+            for split in ("train", "test")
+        )
+        train, test = train[..., np.newaxis], test[..., np.newaxis]
+    else:
+        splits = _load_tfds(config)
+        if len(splits) == 3:  # binarized_mnist: binary, own validation
+            train, validation, test = (255 * split for split in splits)
+            return Splits(train, validation, test, dynamic_binarization=False)
+        train, test = splits
+    _check_images(train, "training")
+    _check_images(test, "test")
+    if config.binarization != "none":
+        static_train = binarize(train, [STATIC_BINARIZATION_SEED, 0])
+        test = binarize(test, [STATIC_BINARIZATION_SEED, 1])
+    else:
+        static_train = train
+    validation_size = config.validation_size
+    if config.dataset == "synthetic":  # fixed sizes, see _SYNTHETIC_SIZES
+        validation_size = _SYNTHETIC_SIZES["validation"]
+    if not 0 < validation_size < len(train):
+        raise ConfigError(
+            f"--validation_size={config.validation_size} must be between 1 "
+            f"and {len(train) - 1} (the training file has {len(train)} "
+            "images)."
+        )
+    cut = len(train) - validation_size
+    dynamic = config.binarization == "dynamic"
+    return Splits(
+        train=(train if dynamic else static_train)[:cut],
+        validation=static_train[cut:],
+        test=test,
+        dynamic_binarization=dynamic,
+    )
+
+
+def _check_images(images: np.ndarray, what: str) -> None:
+    if images.ndim != 4 or min(images.shape) < 1:
+        raise DataError(
+            f"The {what} images have shape {images.shape}; expected "
+            "[n, height, width, channels] with n >= 1."
+        )
+
+
+def _synthetic(config: TrainConfig):
+    """Deterministic grey images of random rectangles, for smoke runs.
+
+    512 training, 128 validation and 128 test images (--validation_size
+    does not apply).
+    """
+    size = config.synthetic_image_size
+    rng = np.random.default_rng(config.seed)
+    arrays = []
+    for split in ("train", "test"):
+        count = _SYNTHETIC_SIZES[split]
+        if split == "train":
+            count += _SYNTHETIC_SIZES["validation"]
+        images = np.zeros((count, size, size, 1), np.uint8)
+        for image in images:
+            top, left = rng.integers(0, size // 2, size=2)
+            height, width = rng.integers(2, size // 2 + 1, size=2)
+            image[top : top + height, left : left + width] = rng.integers(
+                128, 256
+            )
+        arrays.append(images)
+    return arrays
+
+
+def _load_tfds(config: TrainConfig):
+    import tensorflow_datasets as tfds  # Slow to import; only when used.
+
+    if config.dataset == "binarized_mnist":
+        split_names = ["train", "validation", "test"]
+    else:
+        split_names = ["train", "test"]
+    try:
+        datasets = tfds.load(
+            config.dataset,
+            split=split_names,
+            data_dir=config.tfds_data_dir or None,
+            batch_size=-1,
+        )
+    except Exception as error:  # TFDS raises many types; all are user-facing.
+        message = str(error).strip().splitlines()[0] if str(error) else ""
+        raise DataError(
+            f"TFDS could not load --dataset={config.dataset} "
+            f"({type(error).__name__}: {message[:200]}). Offline, pass "
+            "--data_dir with MNIST-format idx files instead."
+        ) from None
+    return [np.asarray(tfds.as_numpy(split)["image"]) for split in datasets]
+
+
+def train_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    noise_shape: tuple[int, int],
+    seed: int,
+    start_step: int,
+    end_step: int,
+    dynamic_binarization: bool,
+) -> tf.data.Dataset:
+    """Global training batches for steps start_step..end_step - 1.
+
+    Args:
+      images: uint8 [n, height, width, channels].
+      batch_size: the global batch size, <= n.
+      noise_shape: (T, latent_size) of the DRAW noise per example.
+      seed: the run's seed.
+      start_step: first global step (the checkpoint's step on resume).
+      end_step: one past the last step.
+      dynamic_binarization: binarize each batch afresh.
+
+    Returns:
+      A dataset of dicts: step (int64 scalar), images (float32 [batch,
+      height, width, channels] in [0, 1]) and noise (float32 [batch, T,
+      latent_size], eps ~ N(0, I) for every DRAW step).
+    """
+    count = len(images)
+    if batch_size > count:
+        raise ConfigError(
+            f"--batch_size={batch_size} is larger than the {count} training "
+            "images."
+        )
+    steps_per_epoch = count // batch_size
+    data = tf.constant(images)
+
+    def batch_for_step(step):
+        epoch = step // steps_per_epoch
+        position = step % steps_per_epoch
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=_stream_seed(seed, _ORDER_STREAM, epoch)
+        )
+        indices = order[position * batch_size : (position + 1) * batch_size]
+        batch = tf.cast(tf.gather(data, indices), tf.float32) / 255.0
+        if dynamic_binarization:
+            uniform = tf.random.stateless_uniform(
+                tf.shape(batch),
+                seed=_stream_seed(seed, _BINARIZATION_STREAM, step),
+            )
+            batch = tf.cast(uniform < batch, tf.float32)
+        noise = tf.random.stateless_normal(
+            [batch_size, *noise_shape],
+            seed=_stream_seed(seed, _NOISE_STREAM, step),
+        )
+        return {"step": step, "images": batch, "noise": noise}
+
+    return (
+        tf.data.Dataset.range(start_step, end_step)
+        .map(
+            batch_for_step,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """float32 [<=batch, height, width, channels] batches in order, all kept."""
+    return (
+        tf.data.Dataset.from_tensor_slices(images)
+        .batch(batch_size)
+        .map(lambda batch: tf.cast(batch, tf.float32) / 255.0)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _stream_seed(seed: int, stream: int, counter) -> tf.Tensor:
+    """A stateless seed for (run seed, stream, counter)."""
+    base = tf.constant([seed, stream], dtype=tf.int64)
+    return tf.random.experimental.stateless_fold_in(
+        base, tf.cast(counter, tf.int64)
+    )

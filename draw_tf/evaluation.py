@@ -1,0 +1,132 @@
+"""Likelihood bounds on a whole split, in nats per image.
+
+The negative ELBO and the importance-weighted bound.
+
+The paper reports the negative ELBO (eq. 12) averaged over the test set
+(80.97 nats with attention on binarized MNIST). The importance-weighted
+bound with k samples,
+
+    -log p(x) <= -log (1/k sum_i p(x, z_i) / q(z_i | x)),  z_i ~ q,
+
+is tighter for k > 1 (Burda et al. 2016) and is reported beside it.
+Evaluation noise comes from stateless seeds, so a number is reproducible.
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from draw_tf import data as data_lib
+from draw_tf import losses
+from draw_tf.model import DrawModel
+
+
+class Evaluator:
+    """Averages the bounds over a split; traces its functions once.
+
+    Args:
+      model: a DRAW model.
+      batch_size: images per forward pass (the importance-weighted pass
+        uses batch_size // importance_samples images at a time).
+      seed: seed of the evaluation noise.
+    """
+
+    def __init__(self, model: DrawModel, batch_size: int, seed: int):
+        self.model = model
+        self.batch_size = batch_size
+        self.seed = seed
+        image_spec = tf.TensorSpec([None, *model.image_shape], tf.float32)
+        seed_spec = tf.TensorSpec([2], tf.int64)
+        self._elbo_sums = tf.function(
+            self._elbo_sums_fn, input_signature=[image_spec, seed_spec]
+        )
+        self._bound_sums = {}
+        self._signature = [image_spec, seed_spec]
+
+    def __call__(
+        self,
+        images: np.ndarray,
+        importance_samples: int = 0,
+        max_examples: int = 0,
+    ) -> dict:
+        """Evaluates `images`.
+
+        Args:
+          images: uint8 [n, height, width, channels] (0..255).
+          importance_samples: k of the importance-weighted bound; 0 skips
+            it.
+          max_examples: evaluate only the first this many images; 0 for
+            all.
+
+        Returns:
+          A dict, all in nats per image: negative_elbo,
+          reconstruction_loss, latent_loss, and with k > 0
+          importance_weighted_bound; plus num_examples and
+          importance_samples.
+        """
+        if max_examples:
+            images = images[:max_examples]
+        totals = dict.fromkeys(_ELBO_KEYS, 0.0)
+        batches = data_lib.eval_dataset(images, self.batch_size)
+        for index, batch in enumerate(batches):
+            sums = self._elbo_sums(batch, self._batch_seed(0, index))
+            for key in totals:
+                totals[key] += float(sums[key])
+        count = len(images)
+        results = {key: value / count for key, value in totals.items()}
+        results["num_examples"] = count
+        results["importance_samples"] = importance_samples
+        if importance_samples:
+            results["importance_weighted_bound"] = (
+                self.importance_weighted_bound(images, importance_samples)
+            )
+        return results
+
+    def importance_weighted_bound(
+        self, images: np.ndarray, importance_samples: int
+    ) -> float:
+        """-log (1/k sum_i w_i), averaged over images: nats per image.
+
+        Args:
+          images: uint8 [n, height, width, channels].
+          importance_samples: k >= 1.
+
+        Returns:
+          The mean importance-weighted bound.
+        """
+        k = importance_samples
+        if k not in self._bound_sums:
+            self._bound_sums[k] = tf.function(
+                lambda batch, seed: self._bound_sums_fn(batch, seed, k),
+                input_signature=self._signature,
+            )
+        total = 0.0
+        images_per_pass = max(1, self.batch_size // k)
+        batches = data_lib.eval_dataset(images, images_per_pass)
+        for index, batch in enumerate(batches):
+            seed = self._batch_seed(k, index)
+            total += float(self._bound_sums[k](batch, seed))
+        return total / len(images)
+
+    def _batch_seed(self, stream: int, index: int) -> tf.Tensor:
+        seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([self.seed, stream], tf.int64), index
+        )
+        return tf.cast(seed, tf.int64)
+
+    def _elbo_sums_fn(self, batch, seed):
+        terms = losses.negative_elbo(batch, self.model(batch, seed=seed))
+        return {key: tf.reduce_sum(terms[key]) for key in _ELBO_KEYS}
+
+    def _bound_sums_fn(self, batch, seed, k):
+        repeated = tf.repeat(batch, k, axis=0)  # [b * k, ...], image-major
+        log_weights = losses.importance_log_weights(
+            repeated, self.model(repeated, seed=seed)
+        )
+        log_weights = tf.reshape(log_weights, [-1, k])
+        bounds = -(tf.reduce_logsumexp(log_weights, axis=1) - math.log(k))
+        return tf.reduce_sum(bounds)
+
+
+_ELBO_KEYS = ("negative_elbo", "reconstruction_loss", "latent_loss")

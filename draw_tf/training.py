@@ -1,0 +1,443 @@
+"""Training, evaluation and pictures of a run: what train.py runs.
+
+A run lives in `--workdir`:
+
+    config.json           the architecture, checked on every restart
+    checkpoints/          the latest checkpoints (model, optimizer, step)
+    best/                 the checkpoint with the best validation bound
+    eval/validation.jsonl one JSON line per validation
+    eval/test.json        the test-set bounds (mode=evaluate, end of train)
+    tensorboard/          TensorBoard summaries
+    pictures/             samples and the canvas drawn step by step
+
+Training batches and noise are a function of (seed, step) (see
+`draw_tf.data`), so a run killed at any moment and started again with the
+same command resumes from its last checkpoint and redoes the same steps.
+
+The loss of each replica is its examples' negative ELBO summed and divided
+by the GLOBAL batch size, so that the gradients summed over replicas are
+those of the mean over the global batch; a batch's examples and noise are
+sliced by replica id from the same global batch, so the update does not
+depend on the number of replicas.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from draw_tf import data as data_lib
+from draw_tf import distribution, evaluation, losses, pictures
+from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
+from draw_tf.model import DrawModel
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; training stopped."""
+
+
+def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None):
+    """Runs `config.mode`: train, evaluate (test split) or draw.
+
+    Args:
+      config: a validated config.
+      strategy: the strategy to train under; `distribution.make_strategy()`
+        when None.
+
+    Returns:
+      train and evaluate: the test results dict; draw: the picture paths.
+    """
+    config.validate()
+    splits = data_lib.load_splits(config)
+    config.check_image_shape(splits.image_shape)
+    check_workdir_architecture(config, splits.image_shape)
+    experiment = Experiment(
+        config, strategy or distribution.make_strategy(), splits
+    )
+    if config.mode == "train":
+        experiment.train()
+        experiment.restore_for_evaluation()
+        results = experiment.evaluate_test()
+        experiment.draw()
+        return results
+    if not experiment.restore_for_evaluation():
+        raise ConfigError(
+            f"--workdir={config.workdir} has no checkpoint to "
+            f"{config.mode} from; train first (--mode=train)."
+        )
+    if config.mode == "evaluate":
+        return experiment.evaluate_test()
+    return experiment.draw()
+
+
+class Experiment:
+    """The model, optimizer, checkpoints and loops of one run.
+
+    Args:
+      config: the run's config.
+      strategy: the distribution strategy.
+      splits: the data.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        strategy: tf.distribute.Strategy,
+        splits: data_lib.Splits,
+    ):
+        self.config = config
+        self.strategy = strategy
+        self.splits = splits
+        self.is_chief = distribution.is_chief(strategy)
+        replicas = strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ConfigError(
+                f"--batch_size={config.batch_size} must be a multiple of the "
+                f"{replicas} replicas."
+            )
+        keras.utils.set_random_seed(config.seed)  # same init on all workers
+        with strategy.scope():
+            self.model = DrawModel(
+                **config.model_kwargs(splits.image_shape), name="draw"
+            )
+            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.best_validation = tf.Variable(
+                math.inf, dtype=tf.float64, trainable=False
+            )
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            best_validation=self.best_validation,
+        )
+        self.managers = {
+            name: tf.train.CheckpointManager(
+                self.checkpoint,
+                self._checkpoint_dir(name),
+                max_to_keep=3 if name == "checkpoints" else 1,
+            )
+            for name in ("checkpoints", "best")
+        }
+        self.evaluator = evaluation.Evaluator(
+            self.model, config.eval_batch_size, seed=config.seed + 1
+        )
+        self._train_step = tf.function(self._train_step_fn)
+        self._generate = tf.function(self.model.generate)
+        self._reconstruct = tf.function(
+            lambda images, seed: self.model(
+                images, seed=seed, return_canvases=True
+            )
+        )
+        if self.is_chief:
+            self.writer = tf.summary.create_file_writer(
+                os.path.join(config.workdir, "tensorboard")
+            )
+        else:
+            self.writer = tf.summary.create_noop_writer()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Global batches in one pass over the training images."""
+        return len(self.splits.train) // self.config.batch_size
+
+    @property
+    def total_steps(self) -> int:
+        """The step training ends at."""
+        if self.config.train_steps:
+            return self.config.train_steps
+        return self.config.num_epochs * self.steps_per_epoch
+
+    def restore(self, manager_name: str = "checkpoints") -> str | None:
+        """Restores the newest checkpoint of a manager, if there is one."""
+        # The chief's directory, on every worker.
+        path = tf.train.latest_checkpoint(
+            os.path.join(self.config.workdir, manager_name)
+        )
+        if path is None:
+            return None
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            first_line = str(error).strip().splitlines()[0][:300]
+            raise ConfigError(
+                f"Checkpoint {path} does not match this model ({first_line});"
+                " use a new --workdir or the flags it was trained with."
+            ) from None
+        return path
+
+    def restore_for_evaluation(self) -> str | None:
+        """Restores the best-validation checkpoint, else the latest."""
+        path = self.restore("best") or self.restore("checkpoints")
+        if path:
+            logging.info(
+                "Using checkpoint %s (step %d).", path, int(self.step.numpy())
+            )
+        return path
+
+    def train(self) -> None:
+        """Trains to `total_steps`, resuming from the latest checkpoint.
+
+        Raises:
+          TrainingDivergedError: if the loss becomes NaN or infinite; the
+            checkpoints written before are left as they were.
+        """
+        config = self.config
+        restored = self.restore()
+        best_path = tf.train.latest_checkpoint(
+            os.path.join(config.workdir, "best")
+        )
+        if best_path:
+            # The best value lives with the best checkpoint; the latest
+            # checkpoint may have been written before it improved.
+            reader = tf.train.load_checkpoint(best_path)
+            self.best_validation.assign(
+                reader.get_tensor("best_validation/.ATTRIBUTES/VARIABLE_VALUE")
+            )
+        start = int(self.step.numpy())
+        total = self.total_steps
+        logging.info(
+            "%s at step %d of %d (%d steps per epoch, %d replicas).",
+            f"Resuming from {restored}" if restored else "Starting",
+            start,
+            total,
+            self.steps_per_epoch,
+            self.strategy.num_replicas_in_sync,
+        )
+        eval_every = config.eval_every_steps or self.steps_per_epoch
+        dataset = data_lib.train_dataset(
+            self.splits.train,
+            config.batch_size,
+            (config.num_steps, config.latent_size),
+            config.seed,
+            start,
+            total,
+            self.splits.dynamic_binarization,
+        )
+        interval_start, interval_steps = time.perf_counter(), 0
+        for batch in dataset:
+            metrics = self._train_step(batch["images"], batch["noise"])
+            step = int(batch["step"]) + 1
+            loss = float(metrics["negative_elbo"])
+            if not math.isfinite(loss):
+                latest = self.managers["checkpoints"].latest_checkpoint
+                raise TrainingDivergedError(
+                    f"The loss became {loss} at step {step}; training "
+                    f"stopped. The last good checkpoint ({latest or 'none'}) "
+                    "is intact: lower --learning_rate or set "
+                    "--gradient_clip_norm and run again."
+                )
+            interval_steps += 1
+            if step % config.log_every_steps == 0 or step == total:
+                elapsed = time.perf_counter() - interval_start
+                self._report_progress(
+                    step, total, metrics, interval_steps, elapsed
+                )
+                interval_start, interval_steps = time.perf_counter(), 0
+            if step % eval_every == 0 or step == total:
+                self._validate(step)
+                interval_start = time.perf_counter()  # rates count training
+            if step % config.checkpoint_every_steps == 0 or step == total:
+                self._save("checkpoints", step)
+                interval_start = time.perf_counter()
+        if start >= total:
+            logging.info("Already trained to step %d.", total)
+
+    def evaluate_test(self) -> dict:
+        """The test-split bounds, written to eval/test.json and printed."""
+        results = self.evaluator(
+            self.splits.test,
+            importance_samples=self.config.importance_samples,
+            max_examples=self.config.max_eval_examples,
+        )
+        results.update(split="test", step=int(self.step.numpy()))
+        if self.is_chief:
+            path = os.path.join(self.config.workdir, "eval", "test.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as file:
+                json.dump(results, file, indent=2, sort_keys=True)
+        print(json.dumps(results, sort_keys=True), flush=True)
+        return results
+
+    def draw(self) -> dict:
+        """Writes the sample grid and the step-by-step canvas pictures."""
+        config, model = self.config, self.model
+        count = config.num_pictures
+        directory = os.path.join(config.workdir, "pictures")
+        if not (self.is_chief and count):
+            return {}
+        cell = model.cell
+        seed = tf.constant([config.seed, 7], tf.int64)
+        generated = self._generate(count, seed=seed)
+        paths = {
+            "samples": pictures.save_png(
+                pictures.grid(generated["images"].numpy(), columns=8),
+                os.path.join(directory, "samples.png"),
+            )
+        }
+        shown = min(count, 8)
+        tiles = pictures.annotated_tiles(
+            generated["canvases"][:shown].numpy(),
+            write_windows=_numpy_or_none(generated.get("write_windows"), shown),
+            write_size=cell.write_patch_size,
+        )
+        paths.update(self._save_sequence(tiles, directory, "generation"))
+        test_images = tf.cast(self.splits.test[:shown], tf.float32) / 255.0
+        reconstructed = self._reconstruct(test_images, seed)
+        tiles = pictures.annotated_tiles(
+            reconstructed["canvases"].numpy(),
+            read_windows=_numpy_or_none(
+                reconstructed.get("read_windows"), shown
+            ),
+            write_windows=_numpy_or_none(
+                reconstructed.get("write_windows"), shown
+            ),
+            read_size=cell.read_glimpse_size,
+            write_size=cell.write_patch_size,
+        )
+        paths.update(self._save_sequence(tiles, directory, "reconstruction"))
+        with self.writer.as_default(step=int(self.step.numpy())):
+            tf.summary.image(
+                "samples", generated["images"][: min(count, 16)], max_outputs=16
+            )
+        for name, path in paths.items():
+            logging.info("Wrote %s: %s", name, path)
+        return paths
+
+    @staticmethod
+    def _save_sequence(tiles, directory, name) -> dict:
+        strip_path = pictures.save_png(
+            pictures.sequence_strip(tiles),
+            os.path.join(directory, f"{name}.png"),
+        )
+        gif_path = pictures.save_gif(
+            pictures.animation_frames(tiles),
+            os.path.join(directory, f"{name}.gif"),
+        )
+        return {f"{name}_png": strip_path, f"{name}_gif": gif_path}
+
+    def _train_step_fn(self, images, noise):
+        global_batch = self.config.batch_size
+        clip_norm = self.config.gradient_clip_norm
+
+        def replica_step(images, noise):
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync
+            per_replica = global_batch // replicas
+            first = context.replica_id_in_sync_group * per_replica
+            images = images[first : first + per_replica]
+            noise = noise[first : first + per_replica]
+            with tf.GradientTape() as tape:
+                terms = losses.negative_elbo(
+                    images, self.model(images, noise=noise)
+                )
+                loss = tf.reduce_sum(terms["negative_elbo"]) / global_batch
+            variables = self.model.trainable_variables
+            gradients = tape.gradient(loss, variables)
+            if clip_norm:
+                # Clip the global gradient, not each replica's: sum it
+                # here, and let the optimizer's own sum over replicas
+                # undo the division.
+                gradients = context.all_reduce(
+                    tf.distribute.ReduceOp.SUM, gradients
+                )
+                gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+                gradients = [gradient / replicas for gradient in gradients]
+            self.optimizer.apply_gradients(
+                zip(gradients, variables, strict=True)
+            )
+            return {
+                key: tf.reduce_sum(value, axis=0)
+                for key, value in terms.items()
+            }
+
+        sums = self.strategy.run(replica_step, args=(images, noise))
+        self.step.assign_add(1)
+        return {
+            key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, None)
+            / global_batch
+            for key, value in sums.items()
+        }
+
+    def _report_progress(self, step, total, metrics, steps, seconds):
+        config = self.config
+        examples_per_second = steps * config.batch_size / max(seconds, 1e-9)
+        eta = (total - step) * seconds / max(steps, 1)
+        logging.info(
+            "step %d/%d (epoch %.2f) | -ELBO %.2f = L^x %.2f + L^z %.2f nats"
+            " | %.0f examples/s | ETA %s",
+            step,
+            total,
+            step / self.steps_per_epoch,
+            metrics["negative_elbo"],
+            metrics["reconstruction_loss"],
+            metrics["latent_loss"],
+            examples_per_second,
+            _duration(eta),
+        )
+        with self.writer.as_default(step=step):
+            for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
+                tf.summary.scalar(f"train/{key}", metrics[key])
+            for t, value in enumerate(metrics["latent_loss_per_step"].numpy()):
+                tf.summary.scalar(f"train_kl_per_step/t{t + 1:03d}", value)
+            tf.summary.scalar("train/examples_per_second", examples_per_second)
+
+    def _validate(self, step: int) -> None:
+        results = self.evaluator(
+            self.splits.validation, max_examples=self.config.max_eval_examples
+        )
+        results.update(split="validation", step=step)
+        logging.info(
+            "validation at step %d: -ELBO %.2f nats (L^x %.2f + L^z %.2f)",
+            step,
+            results["negative_elbo"],
+            results["reconstruction_loss"],
+            results["latent_loss"],
+        )
+        with self.writer.as_default(step=step):
+            for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
+                tf.summary.scalar(f"validation/{key}", results[key])
+            samples = self._generate(16, seed=tf.constant([0, 0], tf.int64))
+            tf.summary.image("samples", samples["images"], max_outputs=16)
+        if self.is_chief:
+            path = os.path.join(self.config.workdir, "eval", "validation.jsonl")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a") as file:
+                file.write(json.dumps(results, sort_keys=True) + "\n")
+        if results["negative_elbo"] < self.best_validation.numpy():
+            self.best_validation.assign(results["negative_elbo"])
+            self._save("best", step)
+
+    def _checkpoint_dir(self, name: str) -> str:
+        if self.is_chief:
+            return os.path.join(self.config.workdir, name)
+        # Every worker must take part in a save; the others write to a
+        # scratch directory of their own, removed after each save.
+        worker = distribution.worker_id(self.strategy)
+        return os.path.join(
+            self.config.workdir, "scratch", f"worker_{worker}", name
+        )
+
+    def _save(self, name: str, step: int) -> None:
+        path = self.managers[name].save(checkpoint_number=step)
+        if not self.is_chief:
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+
+def _numpy_or_none(tensor, count):
+    return None if tensor is None else tensor[:count].numpy()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,209 @@
+"""Trains, evaluates and draws DRAW models: `python train.py --flagfile=...`.
+
+Flags only; the work is in `draw_tf.training`. A user error (a bad flag,
+missing or corrupt data, a workdir of another architecture) ends the run
+with one line on stderr and exit status 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from draw_tf import config as config_lib  # noqa: E402
+from draw_tf import distribution, training  # noqa: E402
+
+_DEFAULTS = config_lib.TrainConfig(workdir="")
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "workdir",
+    None,
+    "Directory of the run: checkpoints, "
+    "summaries, evaluation JSON and pictures. Required.",
+)
+flags.DEFINE_enum(
+    "mode",
+    _DEFAULTS.mode,
+    config_lib.MODES,
+    "train (then evaluate on test and draw), evaluate (test "
+    "bounds from the workdir's best checkpoint) or draw "
+    "(pictures from it).",
+)
+flags.DEFINE_enum(
+    "dataset",
+    _DEFAULTS.dataset,
+    config_lib.DATASETS,
+    "Dataset. With --data_dir, MNIST-format idx files are "
+    "read from there (mnist, fashion_mnist); otherwise TFDS "
+    "by this name (needs internet or a prepared "
+    "--tfds_data_dir). synthetic: small generated images for "
+    "smoke runs.",
+)
+flags.DEFINE_string(
+    "data_dir",
+    _DEFAULTS.data_dir,
+    "Directory with train-images-idx3-ubyte[.gz] and "
+    "t10k-images-idx3-ubyte[.gz] (offline data); empty to "
+    "use TFDS.",
+)
+flags.DEFINE_string(
+    "tfds_data_dir",
+    _DEFAULTS.tfds_data_dir,
+    "TFDS data directory; empty for TFDS's default.",
+)
+flags.DEFINE_enum(
+    "binarization",
+    _DEFAULTS.binarization,
+    config_lib.BINARIZATIONS,
+    "static: every image sampled once with a fixed seed "
+    "(the paper's binarized MNIST); dynamic: training images "
+    "resampled at every step, validation and test static; "
+    "none: intensities in [0, 1] as Bernoulli targets.",
+)
+flags.DEFINE_integer(
+    "validation_size",
+    _DEFAULTS.validation_size,
+    "Images held out from the end of the training file "
+    "for validation (model selection); 1 to n - 1.",
+)
+flags.DEFINE_integer(
+    "synthetic_image_size",
+    _DEFAULTS.synthetic_image_size,
+    "Height and width of --dataset=synthetic images; >= 1.",
+)
+flags.DEFINE_integer(
+    "num_steps",
+    _DEFAULTS.num_steps,
+    "T, the number of DRAW steps (glimpses); >= 1.",
+)
+flags.DEFINE_integer(
+    "encoder_units", _DEFAULTS.encoder_units, "Units of the encoder LSTM; >= 1."
+)
+flags.DEFINE_integer(
+    "decoder_units", _DEFAULTS.decoder_units, "Units of the decoder LSTM; >= 1."
+)
+flags.DEFINE_integer(
+    "latent_size",
+    _DEFAULTS.latent_size,
+    "|z|, the size of each step's latent; >= 1.",
+)
+flags.DEFINE_bool(
+    "attention",
+    _DEFAULTS.attention,
+    "Selective attention for read and write; --noattention "
+    "reads the whole image and writes the whole canvas.",
+)
+flags.DEFINE_integer(
+    "read_glimpse_size",
+    _DEFAULTS.read_glimpse_size,
+    "N of the read glimpse (N x N); 1..max(height, width).",
+)
+flags.DEFINE_integer(
+    "write_patch_size",
+    _DEFAULTS.write_patch_size,
+    "N of the write patch (N x N); 1..max(height, width).",
+)
+flags.DEFINE_integer(
+    "batch_size",
+    _DEFAULTS.batch_size,
+    "Global batch size; >= 1, a multiple of the number of "
+    "replicas, at most the training set size.",
+)
+flags.DEFINE_float(
+    "learning_rate", _DEFAULTS.learning_rate, "Adam learning rate; > 0."
+)
+flags.DEFINE_float(
+    "gradient_clip_norm",
+    _DEFAULTS.gradient_clip_norm,
+    "Clip the global gradient norm to this; 0 for no "
+    "clipping (the paper does not say).",
+)
+flags.DEFINE_integer(
+    "num_epochs",
+    _DEFAULTS.num_epochs,
+    "Epochs to train, when --train_steps is 0; >= 0.",
+)
+flags.DEFINE_integer(
+    "train_steps",
+    _DEFAULTS.train_steps,
+    "Global steps to train; 0 to use --num_epochs.",
+)
+flags.DEFINE_integer(
+    "seed",
+    _DEFAULTS.seed,
+    "Seed of initialisation, data order, dynamic binarization and noise.",
+)
+flags.DEFINE_integer(
+    "log_every_steps",
+    _DEFAULTS.log_every_steps,
+    "Steps between progress lines and summaries; >= 1.",
+)
+flags.DEFINE_integer(
+    "checkpoint_every_steps",
+    _DEFAULTS.checkpoint_every_steps,
+    "Steps between checkpoints; >= 1.",
+)
+flags.DEFINE_integer(
+    "eval_every_steps",
+    _DEFAULTS.eval_every_steps,
+    "Steps between validations; 0 for once per epoch.",
+)
+flags.DEFINE_integer(
+    "eval_batch_size",
+    _DEFAULTS.eval_batch_size,
+    "Images per evaluation pass; >= 1.",
+)
+flags.DEFINE_integer(
+    "max_eval_examples",
+    _DEFAULTS.max_eval_examples,
+    "Evaluate on the first this many images of a split; "
+    "0 for all (the reported numbers use all).",
+)
+flags.DEFINE_integer(
+    "importance_samples",
+    _DEFAULTS.importance_samples,
+    "k of the importance-weighted test bound; 0 skips it.",
+)
+flags.DEFINE_integer(
+    "num_cpu_devices",
+    _DEFAULTS.num_cpu_devices,
+    "Split the CPU into this many logical devices, one "
+    "replica each (0 or 1: one). Ignored under TF_CONFIG.",
+)
+flags.DEFINE_integer(
+    "num_pictures",
+    _DEFAULTS.num_pictures,
+    "Samples in the pictures; 0 for no pictures.",
+)
+
+
+def main(argv):
+    """Builds the config from the flags and runs it."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    config = config_lib.TrainConfig(
+        **{
+            field: FLAGS[field].value if FLAGS[field].value is not None else ""
+            for field in config_lib.TrainConfig.__dataclass_fields__
+        }
+    )
+    try:
+        config.validate()
+        # Logical devices must exist before TensorFlow runs anything.
+        if not os.environ.get("TF_CONFIG"):
+            distribution.configure_cpu_devices(config.num_cpu_devices)
+        training.run(config)
+    except config_lib.ConfigError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except training.TrainingDivergedError as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
