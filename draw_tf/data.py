@@ -246,7 +246,6 @@ def _load_tfds(config: TrainConfig):
             config.dataset,
             split=split_names,
             data_dir=config.tfds_data_dir or None,
-            batch_size=-1,
         )
     except Exception as error:  # TFDS raises many types; all are user-facing.
         message = str(error).strip().splitlines()[0] if str(error) else ""
@@ -255,7 +254,21 @@ def _load_tfds(config: TrainConfig):
             f"({type(error).__name__}: {message[:200]}). Offline, pass "
             "--data_dir with MNIST-format idx files instead."
         ) from None
-    return [np.asarray(tfds.as_numpy(split)["image"]) for split in datasets]
+    # Batched reads, concatenated (batch_size=-1 aborts in TFDS 4.9.10's
+    # mock data).
+    return [
+        np.concatenate(
+            [
+                batch["image"]
+                for batch in tfds.as_numpy(split.map(_image_only).batch(4096))
+            ]
+        )
+        for split in datasets
+    ]
+
+
+def _image_only(example):
+    return {"image": example["image"]}
 
 
 def train_dataset(

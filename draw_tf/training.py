@@ -129,6 +129,14 @@ class Experiment:
             self.model, config.eval_batch_size, seed=config.seed + 1
         )
         self._train_step = tf.function(self._train_step_fn)
+        self._weights_are_finite = tf.function(
+            lambda: tf.reduce_all(
+                [
+                    tf.reduce_all(tf.math.is_finite(variable))
+                    for variable in self.model.trainable_variables
+                ]
+            )
+        )
         self._generate = tf.function(self.model.generate)
         self._reconstruct = tf.function(
             lambda images, seed: self.model(
@@ -425,6 +433,16 @@ class Experiment:
         )
 
     def _save(self, name: str, step: int) -> None:
+        # A finite loss can still come with a NaN update (inf gradients):
+        # never write non-finite weights over a good checkpoint.
+        if not bool(self._weights_are_finite()):
+            latest = self.managers["checkpoints"].latest_checkpoint
+            raise TrainingDivergedError(
+                f"The weights became NaN or infinite at step {step}; "
+                f"training stopped. The last good checkpoint "
+                f"({latest or 'none'}) is intact: lower --learning_rate or "
+                "set --gradient_clip_norm and run again."
+            )
         path = self.managers[name].save(checkpoint_number=step)
         if not self.is_chief:
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)

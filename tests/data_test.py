@@ -1,0 +1,245 @@
+"""Tests of draw_tf.data: idx files, splits, binarization, batches."""
+
+import gzip
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from draw_tf import config as config_lib
+from draw_tf import data
+
+
+def _write_idx(path, array, magic=2051, compress=False):
+    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
+    content = header + array.astype(np.uint8).tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as file:
+        file.write(content)
+
+
+def _fake_mnist(directory, train=60, test=20, size=6, compress=True):
+    rng = np.random.default_rng(0)
+    suffix = ".gz" if compress else ""
+    arrays = {}
+    for split, count in (("train", train), ("test", test)):
+        images = rng.integers(0, 256, size=(count, size, size), dtype=np.uint8)
+        _write_idx(
+            directory / (data.IMAGE_FILES[split] + suffix),
+            images,
+            2051,
+            compress,
+        )
+        arrays[split] = images
+    return arrays
+
+
+def _config(tmp_path, **kwargs):
+    defaults = dict(
+        workdir=str(tmp_path / "work"),
+        dataset="mnist",
+        data_dir=str(tmp_path),
+        validation_size=10,
+    )
+    return config_lib.TrainConfig(**dict(defaults, **kwargs)).validate()
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_read_idx_reads_gzipped_and_plain_files(tmp_path, compress):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / ("images.gz" if compress else "images")
+    _write_idx(path, images, compress=compress)
+    np.testing.assert_array_equal(data.read_idx(str(path)), images)
+    labels = np.array([3, 1, 4], np.uint8)
+    _write_idx(tmp_path / "labels", labels, magic=2049)
+    np.testing.assert_array_equal(
+        data.read_idx(str(tmp_path / "labels"), expected_magic=2049), labels
+    )
+
+
+def test_read_idx_rejects_corrupt_files_with_one_line_errors(tmp_path):
+    images = np.zeros((4, 5, 5), np.uint8)
+    _write_idx(tmp_path / "ok", images)
+    content = (tmp_path / "ok").read_bytes()
+    cases = {
+        "truncated": (content[:-7], "truncated or corrupt"),
+        "tiny": (content[:5], "too short"),
+        "magic": (b"\x00\x00\x08\x01" + content[4:], "magic number 2049"),
+        "bad.gz": (b"not gzip at all", "cannot read"),
+    }
+    for name, (payload, message) in cases.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(data.DataError, match=message) as error:
+            data.read_idx(str(tmp_path / name))
+        assert name in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(data.DataError, match="file not found"):
+        data.read_idx(str(tmp_path / "missing"))
+
+
+def test_missing_files_name_the_data_dir(tmp_path):
+    with pytest.raises(data.DataError, match="--data_dir=.*t10k-images"):
+        (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+        data.find_idx_file(str(tmp_path), "t10k-images-idx3-ubyte")
+
+
+def test_local_splits_static_binarization(tmp_path):
+    raw = _fake_mnist(tmp_path)
+    splits = data.load_splits(_config(tmp_path, binarization="static"))
+    assert splits.train.shape == (50, 6, 6, 1)
+    assert splits.validation.shape == (10, 6, 6, 1)
+    assert splits.test.shape == (20, 6, 6, 1)
+    assert not splits.dynamic_binarization
+    for split in (splits.train, splits.validation, splits.test):
+        assert set(np.unique(split)) <= {0, 255}
+    # Static binarization is fixed by the documented seed ...
+    again = data.load_splits(_config(tmp_path, binarization="static"))
+    np.testing.assert_array_equal(splits.train, again.train)
+    np.testing.assert_array_equal(splits.test, again.test)
+    # ... follows the intensities (mean of Bernoulli(p) is p) ...
+    np.testing.assert_allclose(
+        splits.test.mean() / 255, raw["test"].mean() / 255, atol=0.03
+    )
+    # ... and validation is the end of the training file, not the test.
+    dynamic = data.load_splits(_config(tmp_path, binarization="dynamic"))
+    np.testing.assert_array_equal(dynamic.validation, splits.validation)
+    np.testing.assert_array_equal(dynamic.test, splits.test)
+    np.testing.assert_array_equal(dynamic.train[..., 0], raw["train"][:50])
+
+
+def test_no_binarization_keeps_grey_levels(tmp_path):
+    raw = _fake_mnist(tmp_path, compress=False)
+    splits = data.load_splits(_config(tmp_path, binarization="none"))
+    np.testing.assert_array_equal(splits.validation[..., 0], raw["train"][50:])
+    np.testing.assert_array_equal(splits.test[..., 0], raw["test"])
+
+
+def test_bad_validation_size_is_a_config_error(tmp_path):
+    _fake_mnist(tmp_path)
+    with pytest.raises(config_lib.ConfigError, match="--validation_size=60"):
+        data.load_splits(_config(tmp_path, validation_size=60))
+
+
+def test_tfds_datasets_load_through_tfds(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = _config(tmp_path, data_dir="", validation_size=5)
+    with tfds.testing.mock_data(num_examples=12):
+        splits = data.load_splits(config)
+    assert splits.image_shape == (28, 28, 1)
+    assert len(splits.train) + len(splits.validation) == 12
+    assert len(splits.validation) == 5
+    config = _config(
+        tmp_path,
+        data_dir="",
+        dataset="cifar10",
+        binarization="none",
+        validation_size=3,
+    )
+    with tfds.testing.mock_data(num_examples=8):
+        splits = data.load_splits(config)
+    assert splits.image_shape == (32, 32, 3)
+
+
+def test_tfds_failure_is_a_one_line_data_error(tmp_path, monkeypatch):
+    # What TFDS raises offline, without trying to download here.
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Failed to reach the download host.\nDetails")
+
+    monkeypatch.setattr(tfds, "load", unreachable)
+    with pytest.raises(data.DataError, match="TFDS could not load") as error:
+        data.load_splits(_config(tmp_path, data_dir=""))
+    assert "--data_dir" in str(error.value) and "\n" not in str(error.value)
+
+
+def _batches(dataset):
+    return [
+        {key: value.numpy() for key, value in batch.items()}
+        for batch in dataset
+    ]
+
+
+def test_training_batches_are_a_function_of_the_step():
+    images = np.arange(10 * 2 * 2, dtype=np.uint8).reshape(10, 2, 2, 1)
+    make = lambda start, dynamic=False: data.train_dataset(  # noqa: E731
+        images,
+        batch_size=3,
+        noise_shape=(4, 2),
+        seed=5,
+        start_step=start,
+        end_step=9,
+        dynamic_binarization=dynamic,
+    )
+    full = _batches(make(0))
+    assert [batch["step"] for batch in full] == list(range(9))
+    assert full[0]["images"].shape == (3, 2, 2, 1)
+    assert full[0]["noise"].shape == (3, 4, 2)
+    # Resuming at step 4 sees exactly the batches of the full run.
+    for resumed, original in zip(_batches(make(4)), full[4:], strict=True):
+        for key in resumed:
+            np.testing.assert_array_equal(resumed[key], original[key])
+    # Each epoch (3 steps of 3) visits 9 distinct images, in a new order.
+    firsts = [
+        tuple(
+            np.concatenate([b["images"][:, 0, 0, 0] for b in full[e : e + 3]])
+        )
+        for e in (0, 3)
+    ]
+    assert len(set(firsts[0])) == 9 and firsts[0] != firsts[1]
+    # Noise differs between steps.
+    assert not np.allclose(full[0]["noise"], full[1]["noise"])
+
+
+def test_dynamic_binarization_resamples_every_step():
+    images = np.full((4, 8, 8, 1), 128, np.uint8)
+    batches = _batches(
+        data.train_dataset(
+            images,
+            4,
+            (1, 1),
+            seed=0,
+            start_step=0,
+            end_step=2,
+            dynamic_binarization=True,
+        )
+    )
+    for batch in batches:
+        assert set(np.unique(batch["images"])) == {0.0, 1.0}
+        assert abs(batch["images"].mean() - 128 / 255) < 0.1
+    assert not np.array_equal(batches[0]["images"], batches[1]["images"])
+
+
+def test_batch_larger_than_the_data_is_a_config_error():
+    with pytest.raises(config_lib.ConfigError, match="--batch_size=5"):
+        data.train_dataset(
+            np.zeros((4, 2, 2, 1), np.uint8), 5, (1, 1), 0, 0, 1, False
+        )
+
+
+def test_eval_dataset_keeps_every_image_in_order():
+    images = np.arange(7, dtype=np.uint8).reshape(7, 1, 1, 1) * 30
+    batches = [batch.numpy() for batch in data.eval_dataset(images, 3)]
+    assert [len(batch) for batch in batches] == [3, 3, 1]
+    np.testing.assert_allclose(
+        np.concatenate(batches).ravel(), images.ravel() / 255.0, rtol=1e-6
+    )
+
+
+def test_shared_mnist_copy_reads_if_present():
+    import pathlib
+
+    directory = (
+        pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
+    )
+    if not directory.exists():
+        pytest.skip("no ../shared/data/mnist here")
+    test = data.read_idx(str(directory / "t10k-images-idx3-ubyte.gz"))
+    labels = data.read_idx(
+        str(directory / "t10k-labels-idx1-ubyte.gz"), expected_magic=2049
+    )
+    assert test.shape == (10000, 28, 28)
+    np.testing.assert_array_equal(
+        np.bincount(labels),
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    )
+    assert tf.reduce_max(test) == 255

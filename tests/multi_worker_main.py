@@ -1,0 +1,56 @@
+"""One worker of the two-worker test (tests/training_test.py).
+
+Trains the tiny synthetic config under MultiWorkerMirroredStrategy (the
+cluster comes from TF_CONFIG) and saves the final weights to
+`<output>.npz`.
+
+Usage: python tests/multi_worker_main.py WORKDIR OUTPUT
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from draw_tf import config as config_lib  # noqa: E402
+from draw_tf import data, distribution, training  # noqa: E402
+
+
+def main(workdir: str, output: str) -> None:
+    config = config_lib.TrainConfig(
+        workdir=workdir,
+        dataset="synthetic",
+        synthetic_image_size=8,
+        num_steps=3,
+        encoder_units=8,
+        decoder_units=8,
+        latent_size=3,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        batch_size=16,
+        train_steps=6,
+        log_every_steps=2,
+        checkpoint_every_steps=3,
+        eval_every_steps=3,
+        max_eval_examples=16,
+        importance_samples=0,
+        num_pictures=0,
+    ).validate()
+    strategy = distribution.make_strategy()
+    splits = data.load_splits(config)
+    experiment = training.Experiment(config, strategy, splits)
+    experiment.train()
+    weights = [variable.numpy() for variable in experiment.model.weights]
+    np.savez(
+        output,
+        *weights,
+        step=int(experiment.step.numpy()),
+        replicas=strategy.num_replicas_in_sync,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,424 @@
+"""Tests of training: distribution, evaluation, checkpoints and train.py."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import draw_tf
+from draw_tf import config as config_lib
+from draw_tf import data, evaluation, training
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_FLAGS = [
+    "--dataset=synthetic",
+    "--synthetic_image_size=8",
+    "--num_steps=3",
+    "--encoder_units=8",
+    "--decoder_units=8",
+    "--latent_size=3",
+    "--read_glimpse_size=2",
+    "--write_patch_size=3",
+    "--batch_size=16",
+    "--max_eval_examples=32",
+    "--importance_samples=3",
+    "--num_pictures=4",
+]
+
+
+def _tiny_config(workdir, **kwargs):
+    values = dict(
+        workdir=str(workdir),
+        dataset="synthetic",
+        synthetic_image_size=8,
+        num_steps=3,
+        encoder_units=8,
+        decoder_units=8,
+        latent_size=3,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        batch_size=16,
+        train_steps=6,
+        eval_every_steps=100,
+        log_every_steps=100,
+        checkpoint_every_steps=100,
+        num_pictures=0,
+    )
+    values.update(kwargs)
+    return config_lib.TrainConfig(**values).validate()
+
+
+def _mirrored(count):
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:count]
+    assert len(devices) == count, "conftest.py sets up two logical CPUs"
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _weights(experiment):
+    return [variable.numpy() for variable in experiment.model.weights]
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_two_replicas_give_the_update_of_one(tmp_path, clip):
+    config = _tiny_config(tmp_path / "one", gradient_clip_norm=clip)
+    splits = data.load_splits(config)
+    batch = next(
+        iter(
+            data.train_dataset(
+                splits.train, 16, (3, 3), 0, 0, 1, splits.dynamic_binarization
+            )
+        )
+    )
+    results = {}
+    for replicas in (1, 2):
+        experiment = training.Experiment(
+            config.__class__(
+                **dict(config.__dict__, workdir=str(tmp_path / f"r{replicas}"))
+            ),
+            _mirrored(replicas),
+            splits,
+        )
+        before = _weights(experiment)
+        metrics = experiment._train_step(batch["images"], batch["noise"])
+        results[replicas] = (before, _weights(experiment), metrics)
+    (before_1, after_1, metrics_1), (before_2, after_2, metrics_2) = (
+        results[1],
+        results[2],
+    )
+    for initial_1, initial_2 in zip(before_1, before_2, strict=True):
+        np.testing.assert_array_equal(initial_1, initial_2)
+    moved = 0
+    for a, b, initial in zip(after_1, after_2, before_1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-6)
+        moved += int(not np.allclose(a, initial))
+    assert moved >= len(after_1) - 2  # the update really changed the model
+    for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
+        np.testing.assert_allclose(metrics_1[key], metrics_2[key], rtol=1e-5)
+
+
+def _zero_model(image_shape):
+    model = draw_tf.DrawModel(
+        image_shape,
+        num_steps=3,
+        encoder_units=5,
+        decoder_units=5,
+        latent_size=4,
+        read_glimpse_size=2,
+        write_patch_size=2,
+    )
+    for variable in model.weights:
+        if variable.trainable:
+            variable.assign(tf.zeros_like(variable))
+    return model
+
+
+def test_zero_model_bounds_are_h_w_log_2():
+    # All weights zero: h = 0, mu = 0, sigma = 1 (KL = 0), c_T = 0, so the
+    # ELBO and the importance-weighted bound are exactly H W log 2.
+    images = (np.random.default_rng(0).uniform(size=(13, 5, 6, 1)) > 0.5) * 255
+    evaluator = evaluation.Evaluator(_zero_model((5, 6, 1)), 4, seed=0)
+    results = evaluator(images.astype(np.uint8), importance_samples=3)
+    assert results["num_examples"] == 13
+    np.testing.assert_allclose(results["negative_elbo"], 30 * np.log(2), 1e-5)
+    np.testing.assert_allclose(results["latent_loss"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(
+        results["importance_weighted_bound"], 30 * np.log(2), rtol=1e-5
+    )
+
+
+def test_evaluator_averages_every_image_of_the_split():
+    model = draw_tf.DrawModel(
+        (6, 6, 1),
+        num_steps=3,
+        encoder_units=8,
+        decoder_units=8,
+        latent_size=3,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        seed=0,
+    )
+    images = (np.random.default_rng(1).uniform(size=(11, 6, 6, 1)) > 0.5) * 255
+    images = images.astype(np.uint8)
+    evaluator = evaluation.Evaluator(model, batch_size=4, seed=3)
+    results = evaluator(images)
+    expected = []
+    for index, start in enumerate(range(0, 11, 4)):  # batches 4, 4, 3
+        batch = images[start : start + 4].astype(np.float32) / 255
+        outputs = model(batch, seed=evaluator._batch_seed(0, index))
+        expected.append(draw_tf.negative_elbo(batch, outputs)["negative_elbo"])
+    np.testing.assert_allclose(
+        results["negative_elbo"], np.mean(np.concatenate(expected)), rtol=1e-5
+    )
+
+
+def test_importance_weighted_bound_is_below_the_elbo():
+    model = draw_tf.DrawModel(
+        (6, 6, 1),
+        num_steps=3,
+        encoder_units=8,
+        decoder_units=8,
+        latent_size=3,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        seed=0,
+    )
+    # A wide posterior makes the gap between the bounds visible.
+    model.cell.posterior.bias.assign(
+        tf.concat([tf.zeros([3]), tf.fill([3], 1.0)], axis=0)
+    )
+    images = (np.random.default_rng(2).uniform(size=(64, 6, 6, 1)) > 0.5) * 255
+    evaluator = evaluation.Evaluator(model, batch_size=256, seed=0)
+    results = evaluator(images.astype(np.uint8), importance_samples=32)
+    one_sample = evaluator.importance_weighted_bound(images.astype(np.uint8), 1)
+    assert results["importance_weighted_bound"] < results["negative_elbo"] - 1
+    # With k = 1 the estimate is the ELBO's (up to sampling noise).
+    assert abs(one_sample - results["negative_elbo"]) < 0.05 * abs(one_sample)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = _tiny_config(
+        tmp_path, learning_rate=1e4, train_steps=50, checkpoint_every_steps=1
+    )
+    experiment = training.Experiment(
+        config, tf.distribute.get_strategy(), data.load_splits(config)
+    )
+    with pytest.raises(training.TrainingDivergedError, match="is intact"):
+        experiment.train()
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest is not None
+    reader = tf.train.load_checkpoint(latest)
+    names = [name for name, _ in tf.train.list_variables(latest)]
+    assert sum("_trainable_variables" in name for name in names) >= 14
+    for name in names:
+        if name.startswith("optimizer/"):  # weights and Adam moments
+            value = reader.get_tensor(name)
+            assert np.all(np.isfinite(value)), name
+
+
+def test_config_validation_names_the_flag(tmp_path):
+    cases = [
+        (dict(batch_size=0), "--batch_size"),
+        (dict(num_steps=-1), "--num_steps"),
+        (dict(dataset="imagenet"), "--dataset='imagenet'"),
+        (dict(learning_rate=0.0), "--learning_rate"),
+        (dict(num_epochs=0, train_steps=0), "--num_epochs or --train_steps"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(config_lib.ConfigError, match=message):
+            _tiny_config(tmp_path, **kwargs)
+    with pytest.raises(config_lib.ConfigError, match="--read_glimpse_size=9"):
+        _tiny_config(tmp_path, read_glimpse_size=9).check_image_shape((8, 8, 1))
+
+
+def test_every_config_parses_and_builds_its_model():
+    from absl import flags
+
+    import train  # noqa: F401  (defines the flags)
+
+    configs = sorted((ROOT / "configs").glob("*.flags"))
+    assert len(configs) >= 3
+    for path in configs:
+        values = flags.FlagValues()
+        for name in config_lib.TrainConfig.__dataclass_fields__:
+            values[name] = flags.FLAGS[name]
+        values(["train.py", f"--flagfile={path}", "--workdir=/tmp/unused"])
+        config = config_lib.TrainConfig(
+            **{name: values[name].value for name in values}
+        ).validate()
+        model = draw_tf.DrawModel(**config.model_kwargs((28, 28, 1)))
+        assert model.count_params() > 0, path
+
+
+def _run_train(args, timeout=240, **popen):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        **popen,
+    )
+
+
+def test_train_binary_dry_run_on_two_replicas(tmp_path):
+    workdir = tmp_path / "run"
+    result = _run_train(
+        [
+            *TINY_FLAGS,
+            f"--workdir={workdir}",
+            "--train_steps=8",
+            "--eval_every_steps=4",
+            "--checkpoint_every_steps=4",
+            "--log_every_steps=2",
+            "--num_cpu_devices=2",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 replicas" in result.stderr
+    assert "examples/s" in result.stderr and "ETA" in result.stderr
+    test = json.loads((workdir / "eval" / "test.json").read_text())
+    assert test["split"] == "test" and test["num_examples"] == 32
+    for key in ("negative_elbo", "importance_weighted_bound"):
+        assert 0 < test[key] < 8 * 8 * 2, key
+    validations = (
+        (workdir / "eval" / "validation.jsonl").read_text().splitlines()
+    )
+    assert [json.loads(line)["step"] for line in validations] == [4, 8]
+    for name in (
+        "samples.png",
+        "generation.png",
+        "generation.gif",
+        "reconstruction.png",
+        "reconstruction.gif",
+    ):
+        assert (workdir / "pictures" / name).stat().st_size > 100, name
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(str(workdir / "best"))
+    # Bad input afterwards: a workdir of another architecture, a read
+    # larger than the image, corrupt data: one line, exit status 2.
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bjunk")
+    (corrupt / "t10k-images-idx3-ubyte").write_bytes(b"\x00" * 20)
+    for args, message in (
+        ([f"--workdir={workdir}", "--num_steps=4"], "another architecture"),
+        (
+            [f"--workdir={tmp_path / 'b'}", "--read_glimpse_size=9"],
+            "--read_glimpse_size=9 is larger than the images",
+        ),
+        (
+            [
+                f"--workdir={tmp_path / 'c'}",
+                "--dataset=mnist",
+                f"--data_dir={corrupt}",
+            ],
+            "train-images-idx3-ubyte.gz: cannot read",
+        ),
+    ):
+        bad = _run_train([*TINY_FLAGS, "--train_steps=2", *args])
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("train.py: error: ") and message in last, last
+        assert "Traceback" not in bad.stderr
+
+
+def test_resume_after_sigkill_loses_nothing(tmp_path):
+    args = [
+        *TINY_FLAGS,
+        "--train_steps=1500",
+        "--checkpoint_every_steps=100",
+        "--eval_every_steps=100000",
+        "--num_pictures=0",
+        "--importance_samples=0",
+    ]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"--workdir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    deadline = time.monotonic() + 180
+    while not tf.train.latest_checkpoint(str(killed / "checkpoints")):
+        assert process.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint within 180 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (killed / "eval" / "test.json").exists(), "killed too late"
+    resumed = _run_train([*args, f"--workdir={killed}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from" in resumed.stderr
+    straight = _run_train([*args, f"--workdir={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    finals = [
+        tf.train.load_checkpoint(
+            tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+        )
+        for workdir in (killed, tmp_path / "straight")
+    ]
+    names = [
+        name
+        for name, _ in tf.train.list_variables(
+            tf.train.latest_checkpoint(str(killed / "checkpoints"))
+        )
+        if name.startswith(("model/", "optimizer/", "step/"))
+    ]
+    assert len(names) > 10
+    for name in names:
+        np.testing.assert_allclose(
+            finals[0].get_tensor(name),
+            finals[1].get_tensor(name),
+            rtol=1e-5,
+            atol=1e-6,
+            err_msg=name,
+        )
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    processes = []
+    for index in range(2):
+        tf_config = {
+            "cluster": cluster,
+            "task": {"type": "worker", "index": index},
+        }
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tests" / "multi_worker_main.py"),
+                    str(tmp_path / "work"),
+                    str(tmp_path / f"worker{index}"),
+                ],
+                env=dict(
+                    os.environ,
+                    TF_CONFIG=json.dumps(tf_config),
+                    TF_CPP_MIN_LOG_LEVEL="3",
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=180)
+            assert process.returncode == 0, output[-3000:]
+    finally:
+        for process in processes:
+            process.kill()
+    workers = [np.load(tmp_path / f"worker{index}.npz") for index in range(2)]
+    assert int(workers[0]["step"]) == 6 and int(workers[0]["replicas"]) == 2
+    weight_keys = [key for key in workers[0].files if key.startswith("arr_")]
+    for key in weight_keys:
+        np.testing.assert_array_equal(workers[0][key], workers[1][key])
+    # And they equal one process training on the same global batches.
+    config = _tiny_config(
+        tmp_path / "single",
+        eval_every_steps=3,
+        checkpoint_every_steps=3,
+        max_eval_examples=16,
+        importance_samples=0,
+    )
+    single = training.Experiment(config, _mirrored(1), data.load_splits(config))
+    single.train()
+    for key, value in zip(weight_keys, _weights(single), strict=True):
+        np.testing.assert_allclose(workers[0][key], value, rtol=1e-5, atol=2e-6)
+    assert (tmp_path / "work" / "checkpoints").exists()
