@@ -18,3 +18,47 @@ tf.config.set_logical_device_configuration(
     _cpus[0],
     [tf.config.LogicalDeviceConfiguration()] * 2,
 )
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(tmp_path_factory):
+    """A training workdir of a tiny model trained for a few steps."""
+    from draw_tf import config as config_lib
+    from draw_tf import data, training
+
+    workdir = tmp_path_factory.mktemp("trained")
+    config = config_lib.TrainConfig(
+        workdir=str(workdir),
+        dataset="synthetic",
+        synthetic_image_size=8,
+        num_steps=3,
+        encoder_units=8,
+        decoder_units=8,
+        latent_size=3,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        batch_size=16,
+        train_steps=4,
+        eval_every_steps=4,
+        checkpoint_every_steps=2,
+        max_eval_examples=16,
+        num_pictures=0,
+    ).validate()
+    splits = data.load_splits(config)
+    config_lib.check_workdir_architecture(config, splits.image_shape)
+    training.Experiment(config, tf.distribute.get_strategy(), splits).train()
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_workdir, tmp_path_factory):
+    """(workdir, version directory) of the tiny model exported."""
+    from export import export_saved_model_lib
+
+    export_base = tmp_path_factory.mktemp("exported")
+    path = export_saved_model_lib.export(
+        str(trained_workdir), str(export_base), "draw", version=7
+    )
+    return trained_workdir, path

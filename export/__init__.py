@@ -1,0 +1,1 @@
+"""SavedModel export of DRAW models for TF Serving and other TF code."""

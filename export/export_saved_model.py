@@ -1,0 +1,72 @@
+"""Exports a training workdir's DRAW model as a SavedModel for TF Serving.
+
+    python export/export_saved_model.py --workdir=runs/mnist_attention \
+        --export_base=exported
+
+writes exported/draw/<version>/. Flags only; the work is in
+export_saved_model_lib.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from export import export_saved_model_lib  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "Training workdir (config.json and checkpoints).",
+    required=True,
+)
+_EXPORT_BASE = flags.DEFINE_string(
+    "export_base",
+    None,
+    "Directory holding one directory per model; the "
+    "export goes to <export_base>/<model_name>/<version>.",
+    required=True,
+)
+_MODEL_NAME = flags.DEFINE_string(
+    "model_name",
+    "draw",
+    "Model name: its directory and the name clients "
+    "ask the server for. Non-empty, no '/'.",
+)
+_VERSION = flags.DEFINE_integer(
+    "version",
+    None,
+    "Integer version >= 0; default: the current Unix "
+    "time, so a newer export is served in place of an older one.",
+)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint",
+    "",
+    "Checkpoint prefix to export (e.g. "
+    "WORKDIR/checkpoints/ckpt-1000); default: the workdir's best-validation "
+    "checkpoint, else its latest.",
+)
+
+
+def main(argv):
+    """Exports and prints the version directory."""
+    del argv
+    try:
+        path = export_saved_model_lib.export(
+            _WORKDIR.value,
+            _EXPORT_BASE.value,
+            _MODEL_NAME.value,
+            _VERSION.value,
+            _CHECKPOINT.value,
+        )
+    except export_saved_model_lib.ExportError as error:
+        print(f"export_saved_model.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(path)
+
+
+if __name__ == "__main__":
+    app.run(main)

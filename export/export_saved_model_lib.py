@@ -1,0 +1,339 @@
+"""Exports a trained DRAW model as a SavedModel for TensorFlow Serving.
+
+The export is written to `<export_base>/<model_name>/<version>/`
+(saved_model.pb, variables/, assets.extra/), the layout
+`tensorflow_model_server --model_base_path=<export_base>/<model_name>`
+reads. It is first written to a hidden directory beside it and renamed
+into place, so a server watching the base path never sees a half-written
+version.
+
+Signatures (method `tensorflow/serving/predict`, batch dimension -1):
+
+  generate, serving_default:
+      seeds int64 [batch] -> images float32 [batch, H, W, C]
+  generate_from_noise:
+      noise float32 [batch, T, z] -> images float32 [batch, H, W, C]
+  canvas_sequence:
+      seeds int64 [batch] -> canvases float32 [batch, T, H, W, C],
+                             write_windows float32 [batch, T, 5]
+                             (with write attention)
+  reconstruct:
+      images float32 [batch, H, W, C] in [0, 1], seeds int64 [batch]
+      -> reconstructions float32 [batch, H, W, C],
+         nll_bound float32 [batch] (negative ELBO, nats per image)
+
+Images are Bernoulli means, sigmoid(c_T). A seed fixes the noise of one
+image, z_1..z_T = stateless_normal([T, z], seed=[seed, 0]): the same seed
+gives the same image on every call, in every batch position, with no
+random state in the served graph. `assets.extra/tf_serving_warmup_requests`
+holds one request per signature, which the server runs before it reports
+the model available.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import draw_tf
+from draw_tf import losses
+from draw_tf.config import ConfigError
+
+SIGNATURES = (
+    "generate",
+    "serving_default",
+    "generate_from_noise",
+    "canvas_sequence",
+    "reconstruct",
+)
+WARMUP_FILE = "tf_serving_warmup_requests"
+_NOISE_STREAM = 0
+
+
+class ExportError(ConfigError):
+    """The workdir or checkpoint can't be exported: a one-line error."""
+
+
+class DrawServingModule(tf.Module):
+    """The serving functions of a DRAW model, with explicit signatures.
+
+    Args:
+      model: a `draw_tf.DrawModel` with its trained weights.
+    """
+
+    def __init__(self, model: draw_tf.DrawModel):
+        super().__init__(name="draw_serving")
+        self.model = model
+        # Track the tf.Variables under the Keras variables, so that the
+        # functions' captured handles map to saved variables (what
+        # keras.export.ExportArchive does). Without this, the TF1 loader
+        # that TF Serving uses restores copies the functions never read.
+        self.tf_variables = [variable.value for variable in model.variables]
+        steps, latent_size = model.num_steps, model.latent_size
+        seeds = tf.TensorSpec([None], tf.int64, name="seeds")
+        images = tf.TensorSpec([None, *model.image_shape], tf.float32, "images")
+        noise = tf.TensorSpec([None, steps, latent_size], tf.float32, "noise")
+        self.generate = tf.function(self._generate, input_signature=[seeds])
+        self.generate_from_noise = tf.function(
+            self._generate_from_noise, input_signature=[noise]
+        )
+        self.canvas_sequence = tf.function(
+            self._canvas_sequence, input_signature=[seeds]
+        )
+        self.reconstruct = tf.function(
+            self._reconstruct, input_signature=[images, seeds]
+        )
+
+    def noise_from_seeds(self, seeds) -> tf.Tensor:
+        """[batch] int64 seeds -> [batch, T, z] noise, one seed per image."""
+        _assert_not_empty(seeds, "seeds")
+        steps, latent_size = self.model.num_steps, self.model.latent_size
+        return tf.map_fn(
+            lambda seed: tf.random.stateless_normal(
+                [steps, latent_size],
+                seed=tf.stack([seed, tf.constant(_NOISE_STREAM, tf.int64)]),
+            ),
+            seeds,
+            fn_output_signature=tf.TensorSpec([steps, latent_size], tf.float32),
+        )
+
+    def _generate(self, seeds):
+        return self._generate_from_noise(self.noise_from_seeds(seeds))
+
+    def _generate_from_noise(self, noise):
+        _assert_not_empty(noise, "noise")
+        return {"images": self.model.generate(noise=noise)["images"]}
+
+    def _canvas_sequence(self, seeds):
+        outputs = self.model.generate(noise=self.noise_from_seeds(seeds))
+        result = {"canvases": outputs["canvases"]}
+        if "write_windows" in outputs:
+            result["write_windows"] = outputs["write_windows"]
+        return result
+
+    def _reconstruct(self, images, seeds):
+        _assert_not_empty(images, "images")
+        tf.debugging.assert_equal(
+            tf.shape(images)[0],
+            tf.shape(seeds)[0],
+            message="images and seeds must have the same batch size",
+        )
+        tf.debugging.assert_greater_equal(
+            tf.reduce_min(images), 0.0, message="images must be in [0, 1]"
+        )
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(images), 1.0, message="images must be in [0, 1]"
+        )
+        outputs = self.model(images, noise=self.noise_from_seeds(seeds))
+        return {
+            "reconstructions": tf.sigmoid(outputs["canvas_logits"]),
+            "nll_bound": losses.negative_elbo(images, outputs)["negative_elbo"],
+        }
+
+    def signatures(self) -> dict:
+        """The concrete functions to save, by signature name."""
+        generate = self.generate.get_concrete_function()
+        from_noise = self.generate_from_noise.get_concrete_function()
+        return {
+            "generate": generate,
+            "serving_default": generate,
+            "generate_from_noise": from_noise,
+            "canvas_sequence": self.canvas_sequence.get_concrete_function(),
+            "reconstruct": self.reconstruct.get_concrete_function(),
+        }
+
+
+def _assert_not_empty(tensor, name):
+    tf.debugging.assert_greater(
+        tf.shape(tensor)[0],
+        0,
+        message=f"{name}: the batch is empty; send at least one example",
+    )
+
+
+def read_architecture(workdir: str) -> dict:
+    """The model arguments recorded in `<workdir>/config.json`.
+
+    Raises:
+      ExportError: if the file is missing or unreadable.
+    """
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as file:
+            architecture = json.load(file)["architecture"]
+    except FileNotFoundError:
+        raise ExportError(
+            f"{path} not found: --workdir must be a training workdir."
+        ) from None
+    except (OSError, ValueError, KeyError) as error:
+        raise ExportError(f"{path} is not a valid config: {error}") from None
+    attention = architecture["attention"]
+    return dict(
+        image_shape=tuple(architecture["image_shape"]),
+        num_steps=architecture["num_steps"],
+        encoder_units=architecture["encoder_units"],
+        decoder_units=architecture["decoder_units"],
+        latent_size=architecture["latent_size"],
+        read_glimpse_size=architecture["read_glimpse_size"]
+        if attention
+        else None,
+        write_patch_size=architecture["write_patch_size"]
+        if attention
+        else None,
+    )
+
+
+def find_checkpoint(workdir: str, checkpoint: str = "") -> str:
+    """`checkpoint`, else the workdir's best, else its latest checkpoint.
+
+    Raises:
+      ExportError: if there is none.
+    """
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + ".index"):
+            raise ExportError(
+                f"--checkpoint={checkpoint}: no such checkpoint (expected "
+                "the prefix of a .index file, e.g. WORKDIR/best/ckpt-1000)."
+            )
+        return checkpoint
+    for name in ("best", "checkpoints"):
+        path = tf.train.latest_checkpoint(os.path.join(workdir, name))
+        if path:
+            return path
+    raise ExportError(f"--workdir={workdir} has no checkpoint to export.")
+
+
+def load_model(workdir: str, checkpoint: str = "") -> tuple:
+    """Builds the workdir's model and restores a checkpoint into it.
+
+    Returns:
+      (model, checkpoint path, training step).
+
+    Raises:
+      ExportError: if the checkpoint does not match the architecture.
+    """
+    model = draw_tf.DrawModel(**read_architecture(workdir), name="draw")
+    path = find_checkpoint(workdir, checkpoint)
+    step = tf.Variable(0, dtype=tf.int64)
+    try:
+        status = tf.train.Checkpoint(model=model, step=step).restore(path)
+        status.assert_existing_objects_matched().expect_partial()
+        # Every model variable must come from the checkpoint.
+        reader = tf.train.load_checkpoint(path)
+        saved_shapes = reader.get_variable_to_shape_map()
+        if not saved_shapes:
+            raise ValueError("empty checkpoint")
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        first_line = str(error).strip().splitlines()[0][:300]
+        raise ExportError(
+            f"Checkpoint {path} does not match the model of "
+            f"{os.path.join(workdir, 'config.json')}: {first_line}"
+        ) from None
+    return model, path, int(step.numpy())
+
+
+def export(
+    workdir: str,
+    export_base: str,
+    model_name: str = "draw",
+    version: int | None = None,
+    checkpoint: str = "",
+) -> str:
+    """Exports a training workdir's model for TF Serving.
+
+    Args:
+      workdir: the training workdir (config.json and checkpoints).
+      export_base: the directory holding one directory per model.
+      model_name: the model's name, also its directory and the name the
+        warmup requests use.
+      version: the integer version; the current Unix time when None, so
+        that a newer export is a higher version.
+      checkpoint: a checkpoint prefix to export instead of the workdir's
+        best (or latest) one.
+
+    Returns:
+      The version directory written.
+
+    Raises:
+      ExportError: on a bad workdir, checkpoint, name or version.
+    """
+    if not model_name or "/" in model_name:
+        raise ExportError(
+            f"--model_name={model_name!r} must be a non-empty name without '/'."
+        )
+    version = int(time.time()) if version is None else version
+    if version < 0:
+        raise ExportError(f"--version must be >= 0; got {version}.")
+    model, path, step = load_model(workdir, checkpoint)
+    model_dir = os.path.join(export_base, model_name)
+    final = os.path.join(model_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise ExportError(f"{final} exists already; choose another --version.")
+    staging = os.path.join(model_dir, f".tmp-{version}")
+    shutil.rmtree(staging, ignore_errors=True)
+    module = DrawServingModule(model)
+    tf.saved_model.save(module, staging, signatures=module.signatures())
+    extra = os.path.join(staging, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    write_warmup_requests(
+        os.path.join(extra, WARMUP_FILE),
+        model_name,
+        model.num_steps,
+        model.latent_size,
+        model.image_shape,
+    )
+    with open(os.path.join(extra, "export_info.json"), "w") as file:
+        json.dump(
+            {"checkpoint": path, "step": step, "model": model.get_config()},
+            file,
+            indent=2,
+        )
+    os.rename(staging, final)
+    return final
+
+
+def warmup_inputs(num_steps, latent_size, image_shape) -> dict:
+    """One small, valid input dict per signature (batch 2)."""
+    seeds = np.array([0, 1], np.int64)
+    return {
+        "generate": {"seeds": seeds},
+        "serving_default": {"seeds": seeds},
+        "generate_from_noise": {
+            "noise": np.zeros([2, num_steps, latent_size], np.float32)
+        },
+        "canvas_sequence": {"seeds": seeds},
+        "reconstruct": {
+            "images": np.zeros([2, *image_shape], np.float32),
+            "seeds": seeds,
+        },
+    }
+
+
+def write_warmup_requests(
+    path, model_name, num_steps, latent_size, image_shape
+) -> None:
+    """Writes a TFRecord of PredictionLog, one PredictRequest a signature."""
+    from tensorflow_serving.apis import (
+        model_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+    )
+
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in warmup_inputs(
+            num_steps, latent_size, image_shape
+        ).items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(
+                    name=model_name, signature_name=signature
+                )
+            )
+            for key, value in inputs.items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())

@@ -1,0 +1,1 @@
+"""Serving DRAW: TF Serving configuration, a client, a Session predictor."""
