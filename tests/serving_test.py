@@ -1,0 +1,431 @@
+"""Tests of serving: gRPC and REST clients, config files, the real server.
+
+No tensorflow_model_server here: a PredictionService servicer on 127.0.0.1
+serves the export through the TF1 Session path (SessionPredictor) and a
+loopback HTTP server speaks TF Serving's REST API over the same path. If
+the real binary is on PATH, test_real_model_server uses it.
+"""
+
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import client_lib
+from serving.session_predictor import PredictError, SessionPredictor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+class SessionPredictionService(
+    prediction_service_pb2_grpc.PredictionServiceServicer
+):
+    """PredictionService over a SessionPredictor, as TF Serving answers."""
+
+    def __init__(self, predictor, model_name="draw", version=7):
+        self.predictor = predictor
+        self.model_name = model_name
+        self.version = version
+
+    def _check_model(self, model_spec, context):
+        if model_spec.name != self.model_name:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"Servable not found for request: Latest({model_spec.name})",
+            )
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        self._check_model(request.model_spec, context)
+        inputs = {
+            key: tf.make_ndarray(value) for key, value in request.inputs.items()
+        }
+        try:
+            outputs = self.predictor.predict(
+                request.model_spec.signature_name, inputs
+            )
+        except PredictError as error:
+            context.abort(grpc.StatusCode[error.code], error.message)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = self.version
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        self._check_model(request.model_spec, context)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in self.predictor.signature_defs.items():
+            signatures.signature_def[name].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.model_name
+        response.model_spec.version.value = self.version
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+
+class RestHandler(http.server.BaseHTTPRequestHandler):
+    """TF Serving's REST :predict and metadata over a SessionPredictor."""
+
+    predictor = None
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, code, body):
+        payload = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_GET(self):  # noqa: N802
+        if self.path != "/v1/models/draw/metadata":
+            return self._reply(404, {"error": "Servable not found"})
+        signatures = list(self.predictor.signature_defs)
+        self._reply(200, {"metadata": {"signature_def": signatures}})
+
+    def do_POST(self):  # noqa: N802
+        if self.path != "/v1/models/draw:predict":
+            return self._reply(404, {"error": "Servable not found"})
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        try:
+            signature = self.predictor.signature(body.get("signature_name", ""))
+            names = list(signature.inputs)
+            if "instances" in body:
+                instances = body["instances"]
+                if instances and isinstance(instances[0], dict):
+                    raw = {n: [row[n] for row in instances] for n in names}
+                else:
+                    raw = {names[0]: instances}
+            else:
+                raw = body["inputs"]
+                if not isinstance(raw, dict):
+                    raw = {names[0]: raw}
+            inputs = {
+                name: np.asarray(
+                    value,
+                    tf.dtypes.as_dtype(
+                        signature.inputs[name].dtype
+                    ).as_numpy_dtype,
+                )
+                for name, value in raw.items()
+            }
+            outputs = self.predictor.predict(
+                body.get("signature_name", ""), inputs
+            )
+        except PredictError as error:
+            return self._reply(400, {"error": error.message})
+        if "instances" in body:
+            if len(outputs) == 1:
+                (value,) = outputs.values()
+                return self._reply(200, {"predictions": value.tolist()})
+            size = len(next(iter(outputs.values())))
+            rows = [
+                {name: value[index].tolist() for name, value in outputs.items()}
+                for index in range(size)
+            ]
+            return self._reply(200, {"predictions": rows})
+        if len(outputs) == 1:
+            (value,) = outputs.values()
+            return self._reply(200, {"outputs": value.tolist()})
+        return self._reply(
+            200, {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+        )
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def predictor(exported_model):
+    predictor = SessionPredictor(exported_model[1])
+    yield predictor
+    predictor.close()
+
+
+@pytest.fixture(scope="module")
+def grpc_server(predictor):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        SessionPredictionService(predictor), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def rest_server(predictor):
+    handler = type("Handler", (RestHandler,), {"predictor": predictor})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _client(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "serving" / "client.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+
+
+def test_client_binary_over_grpc_writes_a_grid(grpc_server, tmp_path):
+    output = tmp_path / "grid.png"
+    result = _client(
+        f"--server={grpc_server}",
+        "--protocol=grpc",
+        "--num_samples=5",
+        "--requests=3",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "3 request(s) of 5 images via grpc: p50" in result.stdout
+    assert output.stat().st_size > 100
+    metadata = _client(f"--server={grpc_server}", "--metadata")
+    assert metadata.returncode == 0, metadata.stderr[-2000:]
+    signatures = json.loads(metadata.stdout)["metadata"]["signature_def"]
+    assert "generate" in signatures["signatureDef"]
+
+
+def test_grpc_predict_matches_the_session_path(grpc_server, predictor):
+    seeds = np.array([3, 1, 4], np.int64)
+    outputs = client_lib.grpc_predict(
+        grpc_server, "draw", "canvas_sequence", {"seeds": seeds}
+    )
+    expected = predictor.predict("canvas_sequence", {"seeds": seeds})
+    assert set(outputs) == {"canvases", "write_windows"}
+    for key in outputs:
+        np.testing.assert_array_equal(outputs[key], expected[key])
+
+
+def test_grpc_errors_are_one_line(grpc_server):
+    for model, signature, inputs, message in (
+        (
+            "draw",
+            "generate",
+            {"seeds": np.array([], np.int64)},
+            "INVALID_ARGUMENT: seeds: the batch is empty",
+        ),
+        (
+            "draw",
+            "generate",
+            {"seeds": np.array([0.5])},
+            "INVALID_ARGUMENT: Expects arg 'seeds' to be int64",
+        ),
+        (
+            "draw",
+            "sample",
+            {"seeds": np.array([1])},
+            'INVALID_ARGUMENT: Serving signature name: "sample" not found',
+        ),
+        ("other", "generate", {"seeds": np.array([1])}, "NOT_FOUND"),
+    ):
+        with pytest.raises(client_lib.ClientError, match=message) as error:
+            client_lib.grpc_predict(grpc_server, model, signature, inputs)
+        assert "\n" not in str(error.value)
+    closed = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(client_lib.ClientError, match="cannot reach the gRPC"):
+        client_lib.grpc_predict(
+            closed, "draw", "generate", {"seeds": np.array([1])}, timeout=5
+        )
+    result = _client(f"--server={closed}", "--timeout=5")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("client.py: error: cannot reach the gRPC server")
+    )
+
+
+def test_rest_bodies_follow_the_tf_serving_rules():
+    seeds = np.array([1, 2], np.int64)
+    assert client_lib.rest_request_body("generate", {"seeds": seeds}) == {
+        "signature_name": "generate",
+        "instances": [1, 2],
+    }
+    assert client_lib.rest_request_body(
+        "generate", {"seeds": seeds}, "columnar"
+    ) == {"signature_name": "generate", "inputs": {"seeds": [1, 2]}}
+    images = np.zeros([2, 1, 1, 1])
+    body = client_lib.rest_request_body(
+        "reconstruct", {"images": images, "seeds": seeds}
+    )
+    assert body["instances"] == [
+        {"images": [[[0.0]]], "seeds": 1},
+        {"images": [[[0.0]]], "seeds": 2},
+    ]
+    # Responses: one output is unnamed, several are keyed by name.
+    one = client_lib.parse_rest_response(
+        {"predictions": [[0.5], [0.25]]}, ["images"]
+    )
+    np.testing.assert_array_equal(one["images"], [[0.5], [0.25]])
+    several = client_lib.parse_rest_response(
+        {"predictions": [{"a": 1, "b": [2]}, {"a": 3, "b": [4]}]}, ["a", "b"]
+    )
+    np.testing.assert_array_equal(several["b"], [[2], [4]])
+    columnar = client_lib.parse_rest_response(
+        {"outputs": [[1.0]]}, ["images"], "columnar"
+    )
+    np.testing.assert_array_equal(columnar["images"], [[1.0]])
+    named = client_lib.parse_rest_response(
+        {"outputs": {"a": [1], "b": [2]}}, ["a", "b"], "columnar"
+    )
+    assert set(named) == {"a", "b"}
+    with pytest.raises(client_lib.ClientError, match="server error: bad"):
+        client_lib.parse_rest_response({"error": "bad\nthing"}, ["images"])
+    with pytest.raises(ValueError, match="rest_format"):
+        client_lib.rest_request_body("generate", {"seeds": seeds}, "rows")
+
+
+@pytest.mark.parametrize("rest_format", ["row", "columnar"])
+def test_rest_client_end_to_end(rest_server, predictor, tmp_path, rest_format):
+    seeds = np.array([7, 8], np.int64)
+    expected = predictor.predict("generate", {"seeds": seeds})["images"]
+    outputs = client_lib.rest_predict(
+        rest_server,
+        "draw",
+        "generate",
+        {"seeds": seeds},
+        ["images"],
+        rest_format,
+    )
+    np.testing.assert_allclose(outputs["images"], expected, rtol=1e-6)
+    images = np.zeros([2, 8, 8, 1], np.float32)
+    reconstructed = client_lib.rest_predict(
+        rest_server,
+        "draw",
+        "reconstruct",
+        {"images": images, "seeds": seeds},
+        ["reconstructions", "nll_bound"],
+        rest_format,
+    )
+    assert reconstructed["nll_bound"].shape == (2,)
+    with pytest.raises(client_lib.ClientError, match="server error 400"):
+        client_lib.rest_predict(
+            rest_server,
+            "draw",
+            "generate",
+            {"seeds": np.array([], np.int64)},
+            ["images"],
+            rest_format,
+        )
+    result = _client(
+        f"--server={rest_server}",
+        "--protocol=rest",
+        f"--rest_format={rest_format}",
+        f"--output={tmp_path / 'g.png'}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "g.png").stat().st_size > 100
+    metadata = client_lib.rest_metadata(rest_server, "draw")
+    assert "generate" in metadata["metadata"]["signature_def"]
+
+
+def test_rest_connection_error_is_one_line():
+    with pytest.raises(client_lib.ClientError, match="cannot reach http://"):
+        client_lib.rest_predict(
+            f"127.0.0.1:{_free_port()}",
+            "draw",
+            "generate",
+            {"seeds": np.array([1])},
+            ["images"],
+            timeout=5,
+        )
+
+
+def test_models_config_parses_with_the_serving_protos():
+    config = text_format.Parse(
+        (ROOT / "serving" / "models.config").read_text(),
+        model_server_config_pb2.ModelServerConfig(),
+    )
+    (model,) = config.model_config_list.config
+    assert model.name == "draw" and model.model_platform == "tensorflow"
+    assert model.base_path == "/models/draw"
+
+
+def test_batching_parameters_name_known_fields():
+    known = {
+        "max_batch_size",
+        "batch_timeout_micros",
+        "max_enqueued_batches",
+        "num_batch_threads",
+        "allowed_batch_sizes",
+        "pad_variable_length_inputs",
+    }
+    text = (ROOT / "serving" / "batching_parameters.txt").read_text()
+    fields = [
+        line.split()[0].rstrip(":")
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert fields and set(fields) <= known
+
+
+@pytest.mark.skipif(
+    shutil.which("tensorflow_model_server") is None,
+    reason="tensorflow_model_server is not on PATH",
+)
+def test_real_model_server(exported_model, tmp_path):
+    grpc_port, rest_port = _free_port(), _free_port()
+    base = pathlib.Path(exported_model[1]).parent
+    server = subprocess.Popen(
+        [
+            "tensorflow_model_server",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            "--model_name=draw",
+            f"--model_base_path={base}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client_lib.rest_metadata(f"127.0.0.1:{rest_port}", "draw", 2)
+                break
+            except client_lib.ClientError:
+                assert time.monotonic() < deadline, "server not ready in 60 s"
+                time.sleep(0.5)
+        seeds = {"seeds": np.array([1, 2], np.int64)}
+        by_rest = client_lib.rest_predict(
+            f"127.0.0.1:{rest_port}", "draw", "generate", seeds, ["images"]
+        )
+        by_grpc = client_lib.grpc_predict(
+            f"127.0.0.1:{grpc_port}", "draw", "generate", seeds
+        )
+        np.testing.assert_allclose(by_rest["images"], by_grpc["images"], 1e-6)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
