@@ -1,0 +1,105 @@
+"""The Bazel BUILD files keep up with the code.
+
+Every library module has a py_library whose deps list the draw_tf modules
+it imports, every test file a pytest_test, every binary a py_binary. Runs
+under pytest (over the source tree) and under Bazel (over the runfiles,
+where the BUILD files export every .py of their package).
+"""
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("draw_tf", "export", "serving")
+BINARIES = {
+    ".": ["train.py"],
+    "export": ["export_saved_model.py"],
+    "serving": ["client.py", "session_benchmark.py"],
+}
+
+
+def _targets(build_text):
+    """{name: (rule, block text)} of the rules in a BUILD file."""
+    targets = {}
+    for match in re.finditer(
+        r"^(\w+)\(\n(.*?)^\)", build_text, re.DOTALL | re.MULTILINE
+    ):
+        rule, body = match.groups()
+        name = re.search(r'name = "([^"]+)"', body)
+        if name:
+            targets[name.group(1)] = (rule, body)
+    return targets
+
+
+def _sources(package):
+    directory = ROOT / package
+    return sorted(
+        path.name
+        for path in directory.glob("*.py")
+        if path.name != "__init__.py"
+    )
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_is_in_a_target_of_its_package(package):
+    text = (ROOT / package / "BUILD").read_text()
+    targets = _targets(text)
+    sources = _sources(package)
+    assert sources, f"no sources found in {package}"
+    for source in sources:
+        owners = [
+            name
+            for name, (rule, body) in targets.items()
+            if rule in ("py_library", "py_binary") and f'"{source}"' in body
+        ]
+        assert owners, f"{package}/{source} has no py_library or py_binary"
+
+
+def test_library_deps_follow_the_imports():
+    targets = _targets((ROOT / "draw_tf" / "BUILD").read_text())
+    for source in _sources("draw_tf"):
+        module = source[:-3]
+        rule, body = targets[module]
+        assert rule == "py_library", module
+        code = (ROOT / "draw_tf" / source).read_text()
+        imported = set(re.findall(r"^from draw_tf\.(\w+) import", code, re.M))
+        lists = re.findall(r"^from draw_tf import ([^(\n]+)$", code, re.M)
+        lists += re.findall(
+            r"^from draw_tf import \((.*?)\)", code, re.M | re.S
+        )
+        for names in lists:
+            for item in names.split(","):
+                if item.strip():
+                    imported.add(item.split()[0])  # "data as data_lib"
+        for dependency in sorted(imported - {module}):
+            assert f'":{dependency}"' in body, (
+                f"//draw_tf:{module} imports {dependency} but does not "
+                "depend on it"
+            )
+
+
+def test_binaries_have_py_binary_targets():
+    for package, binaries in BINARIES.items():
+        targets = _targets((ROOT / package / "BUILD").read_text())
+        for binary in binaries:
+            name = binary[:-3]
+            assert name in targets, f"{package}/{binary}: no target {name}"
+            assert targets[name][0] == "py_binary", name
+
+
+def test_every_test_file_has_a_bazel_test():
+    text = (ROOT / "tests" / "BUILD").read_text()
+    declared = set(re.findall(r'pytest_test\(\n\s+name = "(\w+)"', text))
+    files = {path.stem for path in (ROOT / "tests").glob("*_test.py")}
+    assert files, "no test files found"
+    assert files <= declared, f"no Bazel target for {sorted(files - declared)}"
+    helpers = {
+        path.name
+        for path in (ROOT / "tests").glob("*.py")
+        if not path.stem.endswith("_test")
+    }
+    support = text + (ROOT / "tests" / "pytest.bzl").read_text()
+    for helper in helpers:
+        assert f'"{helper}"' in support, f"tests/{helper} is in no target"
