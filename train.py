@@ -33,6 +33,14 @@ flags.DEFINE_enum(
     "(pictures from it).",
 )
 flags.DEFINE_enum(
+    "task",
+    _DEFAULTS.task,
+    config_lib.TASKS,
+    "generate: a DRAW generative model (negative ELBO). classify: DRAW's "
+    "read attention as a classifier (paper Sec. 4.1): --num_steps "
+    "glimpses of --read_glimpse_size, an LSTM of --encoder_units units.",
+)
+flags.DEFINE_enum(
     "dataset",
     _DEFAULTS.dataset,
     config_lib.DATASETS,

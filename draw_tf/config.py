@@ -15,14 +15,20 @@ DATASETS = (
     "binarized_mnist",
     "cifar10",
     "svhn_cropped",
+    "two_digit_mnist",
+    "cluttered_mnist",
     "synthetic",
 )
+# Built from local MNIST idx files (--data_dir), see composite_mnist.py.
+COMPOSITE_DATASETS = ("two_digit_mnist", "cluttered_mnist")
+TASKS = ("generate", "classify")
 BINARIZATIONS = ("static", "dynamic", "none")
 MODES = ("train", "evaluate", "draw")
 
 # The fields that fix the model's variables: a workdir's checkpoint can
 # only be restored into a model with the same values.
 ARCHITECTURE_FIELDS = (
+    "task",
     "num_steps",
     "encoder_units",
     "decoder_units",
@@ -31,6 +37,9 @@ ARCHITECTURE_FIELDS = (
     "read_glimpse_size",
     "write_patch_size",
 )
+
+
+_ADDED_FIELD_DEFAULTS = {"task": "generate"}
 
 
 class ConfigError(ValueError):
@@ -43,6 +52,7 @@ class TrainConfig:
 
     workdir: str
     mode: str = "train"
+    task: str = "generate"
     dataset: str = "mnist"
     data_dir: str = ""
     tfds_data_dir: str = ""
@@ -74,6 +84,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Checks every field; raises ConfigError naming the bad flag."""
         _check_choice("mode", self.mode, MODES)
+        _check_choice("task", self.task, TASKS)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("binarization", self.binarization, BINARIZATIONS)
         if not self.workdir:
@@ -101,9 +112,23 @@ class TrainConfig:
             "num_epochs",
         ):
             _check_int(name, getattr(self, name), minimum=0)
-        if self.attention:
+        if self.attention or self.task == "classify":
             _check_int("read_glimpse_size", self.read_glimpse_size, 1)
+        if self.attention and self.task == "generate":
             _check_int("write_patch_size", self.write_patch_size, 1)
+        if self.dataset in COMPOSITE_DATASETS and not self.data_dir:
+            raise ConfigError(
+                f"--dataset={self.dataset} is built from MNIST idx files: "
+                "set --data_dir (e.g. ../shared/data/mnist)."
+            )
+        if self.task == "classify" and self.dataset in (
+            "binarized_mnist",
+            "two_digit_mnist",
+        ):
+            raise ConfigError(
+                f"--task=classify needs labels; --dataset={self.dataset} "
+                "has none (use cluttered_mnist, mnist, fashion_mnist, ...)."
+            )
         if not self.learning_rate > 0:
             raise ConfigError(
                 f"--learning_rate must be > 0; got {self.learning_rate}."
@@ -122,9 +147,13 @@ class TrainConfig:
     def check_image_shape(self, image_shape) -> None:
         """Checks the attention sizes against the data's image shape."""
         height, width, _ = image_shape
-        if not self.attention:
+        if self.task == "classify":
+            names = ("read_glimpse_size",)
+        elif self.attention:
+            names = ("read_glimpse_size", "write_patch_size")
+        else:
             return
-        for name in ("read_glimpse_size", "write_patch_size"):
+        for name in names:
             value = getattr(self, name)
             if value > max(height, width):
                 raise ConfigError(
@@ -133,7 +162,14 @@ class TrainConfig:
                 )
 
     def model_kwargs(self, image_shape) -> dict:
-        """Arguments of `DrawModel` for this config and image shape."""
+        """Arguments of `DrawModel` (or, to classify, `DrawClassifier`)."""
+        if self.task == "classify":
+            return dict(
+                image_shape=tuple(int(size) for size in image_shape),
+                num_glimpses=self.num_steps,
+                glimpse_size=self.read_glimpse_size,
+                units=self.encoder_units,
+            )
         return dict(
             image_shape=tuple(int(size) for size in image_shape),
             num_steps=self.num_steps,
@@ -150,7 +186,11 @@ class TrainConfig:
     def architecture(self) -> dict:
         """The fields that decide the model's variables."""
         values = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
-        if not self.attention:
+        if self.task == "classify":
+            for name in ("decoder_units", "latent_size", "attention"):
+                del values[name]
+            del values["write_patch_size"]
+        elif not self.attention:
             del values["read_glimpse_size"], values["write_patch_size"]
         return values
 
@@ -177,7 +217,9 @@ def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
                 saved = json.load(file)
         except (OSError, ValueError) as error:
             raise ConfigError(f"{path} is not readable JSON: {error}") from None
-        saved_architecture = saved.get("architecture", {})
+        # Fields added after a workdir was made take their old meaning.
+        saved_architecture = dict(_ADDED_FIELD_DEFAULTS)
+        saved_architecture.update(saved.get("architecture", {}))
         differences = [
             f"{key}={saved_architecture.get(key)!r} there, {value!r} asked"
             for key, value in current.items()

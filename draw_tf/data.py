@@ -35,7 +35,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from draw_tf.config import ConfigError, TrainConfig
+from draw_tf import composite_mnist
+from draw_tf.config import COMPOSITE_DATASETS, ConfigError, TrainConfig
 
 # Seed of the static binarization (documented in the README).
 STATIC_BINARIZATION_SEED = 1502_04623
@@ -67,12 +68,18 @@ class Splits:
       validation: images for model selection, distinct from test.
       test: the test images.
       dynamic_binarization: whether training batches are binarized afresh.
+      train_labels: int64 [n] class labels, or None when the set has none.
+      validation_labels: likewise.
+      test_labels: likewise.
     """
 
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
     dynamic_binarization: bool
+    train_labels: np.ndarray | None = None
+    validation_labels: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -162,44 +169,113 @@ def load_splits(config: TrainConfig) -> Splits:
     Raises:
       DataError: if the data can't be found or read.
     """
+    train_labels = test_labels = None
     if config.dataset == "synthetic":
-        train, test = _synthetic(config)
+        (train, train_labels), (test, test_labels) = _synthetic(config)
     elif config.data_dir:
-        train, test = (
-            read_idx(find_idx_file(config.data_dir, IMAGE_FILES[split]))
-            for split in ("train", "test")
+        (train, train_labels), (test, test_labels) = (
+            _read_local_split(config, split) for split in ("train", "test")
         )
-        train, test = train[..., np.newaxis], test[..., np.newaxis]
     else:
         splits = _load_tfds(config)
         if len(splits) == 3:  # binarized_mnist: binary, own validation
-            train, validation, test = (255 * split for split in splits)
-            return Splits(train, validation, test, dynamic_binarization=False)
-        train, test = splits
+            (train, _), (validation, _), (test, _) = splits
+            return Splits(255 * train, 255 * validation, 255 * test, False)
+        (train, train_labels), (test, test_labels) = splits
     _check_images(train, "training")
     _check_images(test, "test")
-    if config.binarization != "none":
-        static_train = binarize(train, [STATIC_BINARIZATION_SEED, 0])
-        test = binarize(test, [STATIC_BINARIZATION_SEED, 1])
-    else:
-        static_train = train
+    if config.task == "classify" and (
+        train_labels is None or test_labels is None
+    ):
+        raise DataError(
+            f"--task=classify needs label files next to the images in "
+            f"--data_dir={config.data_dir} ({LABEL_FILES['train']}[.gz], "
+            f"{LABEL_FILES['test']}[.gz])."
+        )
     validation_size = config.validation_size
     if config.dataset == "synthetic":  # fixed sizes, see _SYNTHETIC_SIZES
         validation_size = _SYNTHETIC_SIZES["validation"]
     if not 0 < validation_size < len(train):
         raise ConfigError(
-            f"--validation_size={config.validation_size} must be between 1 "
+            f"--validation_size={validation_size} must be between 1 "
             f"and {len(train) - 1} (the training file has {len(train)} "
             "images)."
         )
     cut = len(train) - validation_size
+    labels = {
+        "train": None if train_labels is None else train_labels[:cut],
+        "validation": None if train_labels is None else train_labels[cut:],
+        "test": test_labels,
+    }
     dynamic = config.binarization == "dynamic"
+    if config.dataset in COMPOSITE_DATASETS:
+        images = {"train": train[:cut], "validation": train[cut:], "test": test}
+        for index, split in enumerate(("train", "validation", "test")):
+            images[split], labels[split] = _composite(
+                config, images[split], labels[split], seed=index
+            )
+            if config.binarization != "none" and not (
+                dynamic and split == "train"
+            ):
+                images[split] = binarize(
+                    images[split], [STATIC_BINARIZATION_SEED, 10 + index]
+                )
+    else:
+        static_train = train
+        if config.binarization != "none":
+            # The training file as a whole, then the test file: the
+            # validation images do not depend on --validation_size.
+            static_train = binarize(train, [STATIC_BINARIZATION_SEED, 0])
+            test = binarize(test, [STATIC_BINARIZATION_SEED, 1])
+        images = {
+            "train": (train if dynamic else static_train)[:cut],
+            "validation": static_train[cut:],
+            "test": test,
+        }
     return Splits(
-        train=(train if dynamic else static_train)[:cut],
-        validation=static_train[cut:],
-        test=test,
+        train=images["train"],
+        validation=images["validation"],
+        test=images["test"],
         dynamic_binarization=dynamic,
+        train_labels=labels["train"],
+        validation_labels=labels["validation"],
+        test_labels=labels["test"],
     )
+
+
+def _read_local_split(config: TrainConfig, split: str):
+    """(images [n, H, W, 1], labels [n] or None) from --data_dir."""
+    images = read_idx(find_idx_file(config.data_dir, IMAGE_FILES[split]))
+    labels = None
+    needs_labels = (
+        config.task == "classify" or config.dataset == "cluttered_mnist"
+    )
+    if needs_labels:
+        labels = read_idx(
+            find_idx_file(config.data_dir, LABEL_FILES[split]),
+            expected_magic=_LABELS_MAGIC,
+        ).astype(np.int64)
+        if len(labels) != len(images):
+            raise DataError(
+                f"--data_dir={config.data_dir}: {len(images)} {split} images "
+                f"but {len(labels)} labels."
+            )
+    return images[..., np.newaxis], labels
+
+
+def _composite(config: TrainConfig, digits, labels, seed: int):
+    """Two-digit or cluttered MNIST built from one split's digits."""
+    digits = digits[..., 0]
+    count = len(digits)
+    if config.dataset == "two_digit_mnist":
+        images, _ = composite_mnist.two_digit_mnist(
+            digits, count, seed=[config.seed, seed]
+        )
+        return images, None
+    images, labels, _ = composite_mnist.cluttered_mnist(
+        digits, labels, count, seed=[config.seed, seed]
+    )
+    return images, labels
 
 
 def _check_images(images: np.ndarray, what: str) -> None:
@@ -214,7 +290,8 @@ def _synthetic(config: TrainConfig):
     """Deterministic grey images of random rectangles, for smoke runs.
 
     512 training, 128 validation and 128 test images (--validation_size
-    does not apply).
+    does not apply). The label is the quadrant of the rectangle's top-left
+    corner (0..3), so a classifier has something to learn.
     """
     size = config.synthetic_image_size
     rng = np.random.default_rng(config.seed)
@@ -224,13 +301,15 @@ def _synthetic(config: TrainConfig):
         if split == "train":
             count += _SYNTHETIC_SIZES["validation"]
         images = np.zeros((count, size, size, 1), np.uint8)
-        for image in images:
+        labels = np.zeros(count, np.int64)
+        for index, image in enumerate(images):
             top, left = rng.integers(0, size // 2, size=2)
             height, width = rng.integers(2, size // 2 + 1, size=2)
             image[top : top + height, left : left + width] = rng.integers(
                 128, 256
             )
-        arrays.append(images)
+            labels[index] = 2 * int(top >= size // 4) + int(left >= size // 4)
+        arrays.append((images, labels))
     return arrays
 
 
@@ -256,19 +335,23 @@ def _load_tfds(config: TrainConfig):
         ) from None
     # Batched reads, concatenated (batch_size=-1 aborts in TFDS 4.9.10's
     # mock data).
-    return [
-        np.concatenate(
-            [
-                batch["image"]
-                for batch in tfds.as_numpy(split.map(_image_only).batch(4096))
-            ]
+    results = []
+    for split in datasets:
+        has_labels = "label" in split.element_spec
+        batches = list(tfds.as_numpy(split.map(_image_and_label).batch(4096)))
+        images = np.concatenate([batch["image"] for batch in batches])
+        labels = np.concatenate([batch["label"] for batch in batches])
+        results.append(
+            (images, labels.astype(np.int64) if has_labels else None)
         )
-        for split in datasets
-    ]
+    return results
 
 
-def _image_only(example):
-    return {"image": example["image"]}
+def _image_and_label(example):
+    return {
+        "image": example["image"],
+        "label": example.get("label", tf.zeros([], tf.int64)),
+    }
 
 
 def train_dataset(
@@ -279,6 +362,7 @@ def train_dataset(
     start_step: int,
     end_step: int,
     dynamic_binarization: bool,
+    labels: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Global training batches for steps start_step..end_step - 1.
 
@@ -290,11 +374,13 @@ def train_dataset(
       start_step: first global step (the checkpoint's step on resume).
       end_step: one past the last step.
       dynamic_binarization: binarize each batch afresh.
+      labels: optional int64 [n] labels of the images.
 
     Returns:
       A dataset of dicts: step (int64 scalar), images (float32 [batch,
-      height, width, channels] in [0, 1]) and noise (float32 [batch, T,
-      latent_size], eps ~ N(0, I) for every DRAW step).
+      height, width, channels] in [0, 1]), noise (float32 [batch, T,
+      latent_size], eps ~ N(0, I) for every DRAW step) and, with labels,
+      labels (int64 [batch]).
     """
     count = len(images)
     if batch_size > count:
@@ -304,6 +390,7 @@ def train_dataset(
         )
     steps_per_epoch = count // batch_size
     data = tf.constant(images)
+    label_data = None if labels is None else tf.constant(labels, tf.int64)
 
     def batch_for_step(step):
         epoch = step // steps_per_epoch
@@ -323,7 +410,10 @@ def train_dataset(
             [batch_size, *noise_shape],
             seed=_stream_seed(seed, _NOISE_STREAM, step),
         )
-        return {"step": step, "images": batch, "noise": noise}
+        result = {"step": step, "images": batch, "noise": noise}
+        if label_data is not None:
+            result["labels"] = tf.gather(label_data, indices)
+        return result
 
     return (
         tf.data.Dataset.range(start_step, end_step)

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from draw_tf import data as data_lib
 from draw_tf import losses
+from draw_tf.classifier import DrawClassifier, classification_terms
 from draw_tf.model import DrawModel
 
 
@@ -130,3 +131,54 @@ class Evaluator:
 
 
 _ELBO_KEYS = ("negative_elbo", "reconstruction_loss", "latent_loss")
+
+
+class ClassifierEvaluator:
+    """Accuracy, error rate and cross-entropy of a classifier on a split.
+
+    Args:
+      model: a `DrawClassifier`.
+      batch_size: images per pass.
+    """
+
+    def __init__(self, model: DrawClassifier, batch_size: int):
+        self.model = model
+        self.batch_size = batch_size
+        self._sums = tf.function(
+            self._sums_fn,
+            input_signature=[
+                tf.TensorSpec([None, *model.image_shape], tf.float32),
+                tf.TensorSpec([None], tf.int64),
+            ],
+        )
+
+    def __call__(self, images, labels, max_examples: int = 0) -> dict:
+        """Evaluates uint8 images [n, H, W, C] against int labels [n].
+
+        Returns:
+          {"accuracy", "error_rate", "cross_entropy" (nats per image),
+          "num_examples"}.
+        """
+        if max_examples:
+            images, labels = images[:max_examples], labels[:max_examples]
+        correct = cross_entropy = 0.0
+        batches = data_lib.eval_dataset(images, self.batch_size)
+        for index, batch in enumerate(batches):
+            start = index * self.batch_size
+            batch_labels = np.asarray(
+                labels[start : start + len(batch)], np.int64
+            )
+            sums = self._sums(batch, batch_labels)
+            correct += float(sums["correct"])
+            cross_entropy += float(sums["cross_entropy"])
+        count = len(images)
+        return {
+            "accuracy": correct / count,
+            "error_rate": 1.0 - correct / count,
+            "cross_entropy": cross_entropy / count,
+            "num_examples": count,
+        }
+
+    def _sums_fn(self, images, labels):
+        terms = classification_terms(labels, self.model(images)["logits"])
+        return {key: tf.reduce_sum(value) for key, value in terms.items()}

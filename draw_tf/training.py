@@ -28,11 +28,13 @@ import shutil
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from draw_tf import data as data_lib
 from draw_tf import distribution, evaluation, losses, pictures
+from draw_tf.classifier import DrawClassifier, classification_terms
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
 from draw_tf.model import DrawModel
 
@@ -100,9 +102,15 @@ class Experiment:
                 f"--batch_size={config.batch_size} must be a multiple of the "
                 f"{replicas} replicas."
             )
+        self.classify = config.task == "classify"
+        # The validation number that picks the best checkpoint (lower is
+        # better), and the training loss.
+        self.selection_key = "error_rate" if self.classify else "negative_elbo"
+        self.loss_key = "cross_entropy" if self.classify else "negative_elbo"
         keras.utils.set_random_seed(config.seed)  # same init on all workers
         with strategy.scope():
-            self.model = DrawModel(
+            model_class = DrawClassifier if self.classify else DrawModel
+            self.model = model_class(
                 **config.model_kwargs(splits.image_shape), name="draw"
             )
             self.optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -125,9 +133,14 @@ class Experiment:
             )
             for name in ("checkpoints", "best")
         }
-        self.evaluator = evaluation.Evaluator(
-            self.model, config.eval_batch_size, seed=config.seed + 1
-        )
+        if self.classify:
+            self.evaluator = evaluation.ClassifierEvaluator(
+                self.model, config.eval_batch_size
+            )
+        else:
+            self.evaluator = evaluation.Evaluator(
+                self.model, config.eval_batch_size, seed=config.seed + 1
+            )
         self._train_step = tf.function(self._train_step_fn)
         self._weights_are_finite = tf.function(
             lambda: tf.reduce_all(
@@ -137,12 +150,15 @@ class Experiment:
                 ]
             )
         )
-        self._generate = tf.function(self.model.generate)
-        self._reconstruct = tf.function(
-            lambda images, seed: self.model(
-                images, seed=seed, return_canvases=True
+        if self.classify:
+            self._classify = tf.function(self.model)
+        else:
+            self._generate = tf.function(self.model.generate)
+            self._reconstruct = tf.function(
+                lambda images, seed: self.model(
+                    images, seed=seed, return_canvases=True
+                )
             )
-        )
         if self.is_chief:
             self.writer = tf.summary.create_file_writer(
                 os.path.join(config.workdir, "tensorboard")
@@ -227,12 +243,15 @@ class Experiment:
             start,
             total,
             self.splits.dynamic_binarization,
+            labels=self.splits.train_labels if self.classify else None,
         )
         interval_start, interval_steps = time.perf_counter(), 0
         for batch in dataset:
-            metrics = self._train_step(batch["images"], batch["noise"])
+            metrics = self._train_step(
+                batch["images"], batch["noise"], batch.get("labels")
+            )
             step = int(batch["step"]) + 1
-            loss = float(metrics["negative_elbo"])
+            loss = float(metrics[self.loss_key])
             if not math.isfinite(loss):
                 latest = self.managers["checkpoints"].latest_checkpoint
                 raise TrainingDivergedError(
@@ -258,11 +277,11 @@ class Experiment:
             logging.info("Already trained to step %d.", total)
 
     def evaluate_test(self) -> dict:
-        """The test-split bounds, written to eval/test.json and printed."""
-        results = self.evaluator(
+        """The test-split results, written to eval/test.json and printed."""
+        results = self._evaluate(
             self.splits.test,
-            importance_samples=self.config.importance_samples,
-            max_examples=self.config.max_eval_examples,
+            self.splits.test_labels,
+            self.config.importance_samples,
         )
         results.update(split="test", step=int(self.step.numpy()))
         if self.is_chief:
@@ -273,6 +292,17 @@ class Experiment:
         print(json.dumps(results, sort_keys=True), flush=True)
         return results
 
+    def _evaluate(self, images, labels, importance_samples=0) -> dict:
+        if self.classify:
+            return self.evaluator(
+                images, labels, max_examples=self.config.max_eval_examples
+            )
+        return self.evaluator(
+            images,
+            importance_samples=importance_samples,
+            max_examples=self.config.max_eval_examples,
+        )
+
     def draw(self) -> dict:
         """Writes the sample grid and the step-by-step canvas pictures."""
         config, model = self.config, self.model
@@ -280,6 +310,8 @@ class Experiment:
         directory = os.path.join(config.workdir, "pictures")
         if not (self.is_chief and count):
             return {}
+        if self.classify:
+            return self._draw_glimpses(directory)
         cell = model.cell
         seed = tf.constant([config.seed, 7], tf.int64)
         generated = self._generate(count, seed=seed)
@@ -318,6 +350,28 @@ class Experiment:
             logging.info("Wrote %s: %s", name, path)
         return paths
 
+    def _draw_glimpses(self, directory) -> dict:
+        """The classifier's glimpses on test images, step by step."""
+        shown = min(self.config.num_pictures, 8)
+        images = self.splits.test[:shown].astype("float32") / 255.0
+        outputs = self._classify(tf.constant(images))
+        steps = self.model.num_glimpses
+        tiles = pictures.annotated_tiles(
+            np.repeat(images[:, np.newaxis], steps, axis=1),
+            read_windows=outputs["read_windows"].numpy(),
+            read_size=self.model.glimpse_size,
+        )
+        paths = self._save_sequence(tiles, directory, "glimpses")
+        predicted = np.argmax(outputs["logits"].numpy(), axis=-1)
+        logging.info(
+            "glimpses on test images: labels %s, predicted %s",
+            self.splits.test_labels[:shown].tolist(),
+            predicted.tolist(),
+        )
+        for name, path in paths.items():
+            logging.info("Wrote %s: %s", name, path)
+        return paths
+
     @staticmethod
     def _save_sequence(tiles, directory, name) -> dict:
         strip_path = pictures.save_png(
@@ -330,22 +384,28 @@ class Experiment:
         )
         return {f"{name}_png": strip_path, f"{name}_gif": gif_path}
 
-    def _train_step_fn(self, images, noise):
+    def _train_step_fn(self, images, noise, labels=None):
         global_batch = self.config.batch_size
         clip_norm = self.config.gradient_clip_norm
 
-        def replica_step(images, noise):
+        def replica_step(images, noise, labels):
             context = tf.distribute.get_replica_context()
             replicas = context.num_replicas_in_sync
             per_replica = global_batch // replicas
             first = context.replica_id_in_sync_group * per_replica
             images = images[first : first + per_replica]
-            noise = noise[first : first + per_replica]
             with tf.GradientTape() as tape:
-                terms = losses.negative_elbo(
-                    images, self.model(images, noise=noise)
-                )
-                loss = tf.reduce_sum(terms["negative_elbo"]) / global_batch
+                if self.classify:
+                    labels = labels[first : first + per_replica]
+                    terms = classification_terms(
+                        labels, self.model(images)["logits"]
+                    )
+                else:
+                    noise = noise[first : first + per_replica]
+                    terms = losses.negative_elbo(
+                        images, self.model(images, noise=noise)
+                    )
+                loss = tf.reduce_sum(terms[self.loss_key]) / global_batch
             variables = self.model.trainable_variables
             gradients = tape.gradient(loss, variables)
             if clip_norm:
@@ -365,7 +425,9 @@ class Experiment:
                 for key, value in terms.items()
             }
 
-        sums = self.strategy.run(replica_step, args=(images, noise))
+        if labels is None:
+            labels = tf.zeros([global_batch], tf.int64)
+        sums = self.strategy.run(replica_step, args=(images, noise, labels))
         self.step.assign_add(1)
         return {
             key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, None)
@@ -377,49 +439,63 @@ class Experiment:
         config = self.config
         examples_per_second = steps * config.batch_size / max(seconds, 1e-9)
         eta = (total - step) * seconds / max(steps, 1)
+        if self.classify:
+            summary = (
+                f"cross-entropy {float(metrics['cross_entropy']):.4f} nats, "
+                f"accuracy {float(metrics['correct']):.4f}"
+            )
+        else:
+            summary = (
+                f"-ELBO {float(metrics['negative_elbo']):.2f} = L^x "
+                f"{float(metrics['reconstruction_loss']):.2f} + L^z "
+                f"{float(metrics['latent_loss']):.2f} nats"
+            )
         logging.info(
-            "step %d/%d (epoch %.2f) | -ELBO %.2f = L^x %.2f + L^z %.2f nats"
-            " | %.0f examples/s | ETA %s",
+            "step %d/%d (epoch %.2f) | %s | %.0f examples/s | ETA %s",
             step,
             total,
             step / self.steps_per_epoch,
-            metrics["negative_elbo"],
-            metrics["reconstruction_loss"],
-            metrics["latent_loss"],
+            summary,
             examples_per_second,
             _duration(eta),
         )
         with self.writer.as_default(step=step):
-            for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
-                tf.summary.scalar(f"train/{key}", metrics[key])
-            for t, value in enumerate(metrics["latent_loss_per_step"].numpy()):
-                tf.summary.scalar(f"train_kl_per_step/t{t + 1:03d}", value)
+            for key, value in metrics.items():
+                if key == "latent_loss_per_step":
+                    for t, kl in enumerate(value.numpy()):
+                        tf.summary.scalar(f"train_kl_per_step/t{t + 1:03d}", kl)
+                else:
+                    tf.summary.scalar(f"train/{key}", value)
             tf.summary.scalar("train/examples_per_second", examples_per_second)
 
     def _validate(self, step: int) -> None:
-        results = self.evaluator(
-            self.splits.validation, max_examples=self.config.max_eval_examples
+        results = self._evaluate(
+            self.splits.validation, self.splits.validation_labels
         )
         results.update(split="validation", step=step)
         logging.info(
-            "validation at step %d: -ELBO %.2f nats (L^x %.2f + L^z %.2f)",
+            "validation at step %d: %s",
             step,
-            results["negative_elbo"],
-            results["reconstruction_loss"],
-            results["latent_loss"],
+            ", ".join(
+                f"{key} {value:.4f}"
+                for key, value in sorted(results.items())
+                if isinstance(value, float)
+            ),
         )
         with self.writer.as_default(step=step):
-            for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
-                tf.summary.scalar(f"validation/{key}", results[key])
-            samples = self._generate(16, seed=tf.constant([0, 0], tf.int64))
-            tf.summary.image("samples", samples["images"], max_outputs=16)
+            for key, value in results.items():
+                if isinstance(value, float):
+                    tf.summary.scalar(f"validation/{key}", value)
+            if not self.classify:
+                samples = self._generate(16, seed=tf.constant([0, 0], tf.int64))
+                tf.summary.image("samples", samples["images"], max_outputs=16)
         if self.is_chief:
             path = os.path.join(self.config.workdir, "eval", "validation.jsonl")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "a") as file:
                 file.write(json.dumps(results, sort_keys=True) + "\n")
-        if results["negative_elbo"] < self.best_validation.numpy():
-            self.best_validation.assign(results["negative_elbo"])
+        if results[self.selection_key] < self.best_validation.numpy():
+            self.best_validation.assign(results[self.selection_key])
             self._save("best", step)
 
     def _checkpoint_dir(self, name: str) -> str:

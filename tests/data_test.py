@@ -30,7 +30,15 @@ def _fake_mnist(directory, train=60, test=20, size=6, compress=True):
             2051,
             compress,
         )
+        labels = rng.integers(0, 10, size=count, dtype=np.uint8)
+        _write_idx(
+            directory / (data.LABEL_FILES[split] + suffix),
+            labels,
+            2049,
+            compress,
+        )
         arrays[split] = images
+        arrays[split + "_labels"] = labels
     return arrays
 
 
@@ -104,6 +112,38 @@ def test_local_splits_static_binarization(tmp_path):
     np.testing.assert_array_equal(dynamic.validation, splits.validation)
     np.testing.assert_array_equal(dynamic.test, splits.test)
     np.testing.assert_array_equal(dynamic.train[..., 0], raw["train"][:50])
+
+
+def test_composite_datasets_from_local_files(tmp_path):
+    raw = _fake_mnist(tmp_path, size=28)
+    two = data.load_splits(
+        _config(tmp_path, dataset="two_digit_mnist", binarization="static")
+    )
+    assert two.train.shape == (50, 60, 60, 1)
+    assert two.validation.shape == (10, 60, 60, 1)
+    assert two.test.shape == (20, 60, 60, 1)
+    assert set(np.unique(two.test)) <= {0, 255}
+    cluttered = data.load_splits(
+        _config(
+            tmp_path,
+            dataset="cluttered_mnist",
+            binarization="none",
+            task="classify",
+        )
+    )
+    assert cluttered.train.shape == (50, 100, 100, 1)
+    assert cluttered.test_labels.shape == (20,)
+    # Test labels come from the test file's labels.
+    assert set(cluttered.test_labels) <= set(raw["test_labels"].tolist())
+    labelled = data.load_splits(_config(tmp_path, task="classify"))
+    np.testing.assert_array_equal(
+        labelled.validation_labels, raw["train_labels"][50:]
+    )
+
+
+def test_composites_need_a_data_dir(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="set --data_dir"):
+        _config(tmp_path, dataset="cluttered_mnist", data_dir="")
 
 
 def test_no_binarization_keeps_grey_levels(tmp_path):

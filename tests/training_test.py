@@ -16,6 +16,7 @@ import tensorflow as tf
 import draw_tf
 from draw_tf import config as config_lib
 from draw_tf import data, evaluation, training
+from draw_tf.classifier import DrawClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
@@ -218,13 +219,24 @@ def test_config_validation_names_the_flag(tmp_path):
         _tiny_config(tmp_path, read_glimpse_size=9).check_image_shape((8, 8, 1))
 
 
+IMAGE_SHAPES = {
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+    "two_digit_mnist": (60, 60, 1),
+    "cluttered_mnist": (100, 100, 1),
+    "svhn_cropped": (32, 32, 3),
+    "cifar10": (32, 32, 3),
+}
+
+
 def test_every_config_parses_and_builds_its_model():
     from absl import flags
 
     import train  # noqa: F401  (defines the flags)
 
     configs = sorted((ROOT / "configs").glob("*.flags"))
-    assert len(configs) >= 3
+    assert len(configs) >= 7
+    tasks = set()
     for path in configs:
         values = flags.FlagValues()
         for name in config_lib.TrainConfig.__dataclass_fields__:
@@ -233,8 +245,64 @@ def test_every_config_parses_and_builds_its_model():
         config = config_lib.TrainConfig(
             **{name: values[name].value for name in values}
         ).validate()
-        model = draw_tf.DrawModel(**config.model_kwargs((28, 28, 1)))
+        image_shape = IMAGE_SHAPES[config.dataset]
+        config.check_image_shape(image_shape)
+        if config.task == "classify":
+            model = DrawClassifier(**config.model_kwargs(image_shape))
+        else:
+            model = draw_tf.DrawModel(**config.model_kwargs(image_shape))
         assert model.count_params() > 0, path
+        tasks.add(config.task)
+    assert tasks == {"generate", "classify"}
+
+
+def test_colour_images_train_end_to_end_through_tfds(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = _tiny_config(
+        tmp_path,
+        dataset="cifar10",
+        binarization="none",
+        validation_size=4,
+        read_glimpse_size=2,
+        write_patch_size=3,
+        train_steps=2,
+        batch_size=8,
+        importance_samples=2,
+        max_eval_examples=8,
+        num_pictures=2,
+    )
+    with tfds.testing.mock_data(num_examples=16):
+        results = training.run(config, tf.distribute.get_strategy())
+    assert results["num_examples"] == 8 and np.isfinite(
+        results["importance_weighted_bound"]
+    )
+    # Colour canvases: the pictures are RGB of 32 x 32 tiles.
+    assert (tmp_path / "pictures" / "reconstruction.png").exists()
+
+
+def test_classifier_trains_and_evaluates_through_the_experiment(tmp_path):
+    config = _tiny_config(
+        tmp_path,
+        task="classify",
+        synthetic_image_size=12,
+        num_steps=2,
+        read_glimpse_size=4,
+        encoder_units=16,
+        batch_size=32,
+        train_steps=40,
+        learning_rate=5e-3,
+        eval_every_steps=40,
+        num_pictures=2,
+    )
+    experiment = training.Experiment(
+        config, _mirrored(2), data.load_splits(config)
+    )
+    experiment.train()
+    results = experiment.evaluate_test()
+    assert results["num_examples"] == 128
+    assert results["error_rate"] == pytest.approx(1 - results["accuracy"])
+    assert results["accuracy"] > 0.5  # 4 classes: chance is about 0.25
+    assert set(experiment.draw()) == {"glimpses_png", "glimpses_gif"}
 
 
 def _run_train(args, timeout=240, **popen):
