@@ -217,12 +217,20 @@ class AttentionWindowHead(keras.layers.Layer):
     `WINDOW_PARAMETER_NAMES`.
     """
 
-    def __init__(self, grid_size: int, image_shape: Sequence[int], **kwargs):
+    def __init__(
+        self,
+        grid_size: int,
+        image_shape: Sequence[int],
+        initial_log_variance: float = 0.0,
+        **kwargs,
+    ):
         """Creates the head.
 
         Args:
           grid_size: N, filters along each axis of the window.
           image_shape: (height, width, channels) of the images attended to.
+          initial_log_variance: initial bias of the log sigma^2 output, so
+            log sigma^2 for a zero decoder state (the first step).
           **kwargs: base Layer arguments (name, dtype, ...).
         """
         super().__init__(**kwargs)
@@ -230,7 +238,14 @@ class AttentionWindowHead(keras.layers.Layer):
         self.grid_size = validate_grid_size(
             "grid_size", grid_size, self.image_shape
         )
-        self.linear = keras.layers.Dense(5, name="linear")
+        self.initial_log_variance = float(initial_log_variance)
+        self.linear = keras.layers.Dense(
+            5,
+            bias_initializer=keras.initializers.Constant(
+                [0.0, 0.0, self.initial_log_variance, 0.0, 0.0]
+            ),
+            name="linear",
+        )
 
     def build(self, input_shape):
         self.linear.build(input_shape)
@@ -262,7 +277,9 @@ class AttentionWindowHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            grid_size=self.grid_size, image_shape=list(self.image_shape)
+            grid_size=self.grid_size,
+            image_shape=list(self.image_shape),
+            initial_log_variance=self.initial_log_variance,
         )
         return config
 

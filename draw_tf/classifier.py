@@ -13,6 +13,7 @@ cluttered translated MNIST.
     p(y | x)  = softmax(V h_T)
 """
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -69,8 +70,19 @@ class DrawClassifier(keras.Model):
         )
         self.units = units
         self.num_classes = num_classes
+        # The first window (from h_0 = 0) spans the image (g~ = 0, delta~ =
+        # 1). With sigma = 1 its 12 x 12 filters, 9 pixels apart on a
+        # 100 x 100 image, would sample thin strokes at points and mostly
+        # miss them; sigma = delta / 2 blurs the image at the grid's own
+        # spacing. Without this the cluttered-MNIST classifier stayed near
+        # chance for 6 epochs; with it, it learns from the first epoch.
+        height, width, _ = self.image_shape
+        stride = (max(height, width) - 1) / max(glimpse_size - 1, 1)
         self.window_head = attention.AttentionWindowHead(
-            glimpse_size, self.image_shape, name="window_head"
+            glimpse_size,
+            self.image_shape,
+            initial_log_variance=2.0 * math.log(max(stride / 2.0, 1.0)),
+            name="window_head",
         )
         self.lstm = keras.layers.LSTMCell(units, name="lstm")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")

@@ -94,3 +94,15 @@ def test_bad_arguments_and_config_round_trip():
     assert DrawClassifier.from_config(model.get_config()).get_config() == (
         model.get_config()
     )
+
+
+def test_first_glimpse_blurs_the_image_at_the_grid_spacing():
+    # h_0 = 0: the window spans the image (delta = 99 / 11 = 9 on a
+    # 100 x 100 image) with sigma = delta / 2.
+    model = DrawClassifier((100, 100, 1), 2, 12, 8, 10)
+    windows = model(np.zeros((1, 100, 100, 1), np.float32))["read_windows"]
+    center_x, center_y, variance, stride, intensity = windows[0, 0].numpy()
+    np.testing.assert_allclose([center_x, center_y], [50.5, 50.5], rtol=1e-6)
+    np.testing.assert_allclose(stride, 9.0, rtol=1e-6)
+    np.testing.assert_allclose(variance, (9.0 / 2) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(intensity, 1.0, rtol=1e-6)
