@@ -28,30 +28,14 @@ def to_rgb_uint8(images: np.ndarray) -> np.ndarray:
 def grid(images: np.ndarray, columns: int, scale: int = 2) -> Image.Image:
     """Tiles [n, height, width, channels] images in [0, 1] into one image."""
     images = to_rgb_uint8(images)
-    count, height, width, _ = images.shape
-    rows = -(-count // columns)
-    tile_height, tile_width = height * scale, width * scale
-    picture = Image.new(
-        "RGB",
-        (
-            columns * (tile_width + _BORDER) + _BORDER,
-            rows * (tile_height + _BORDER) + _BORDER,
-        ),
-        (90, 90, 90),
-    )
-    for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        tile = Image.fromarray(image).resize(
-            (tile_width, tile_height), Image.NEAREST
+    _, height, width, _ = images.shape
+    tiles = [
+        Image.fromarray(image).resize(
+            (width * scale, height * scale), Image.NEAREST
         )
-        picture.paste(
-            tile,
-            (
-                _BORDER + column * (tile_width + _BORDER),
-                _BORDER + row * (tile_height + _BORDER),
-            ),
-        )
-    return picture
+        for image in images
+    ]
+    return tile_grid(tiles, columns)
 
 
 def window_box(window, grid_size: int, scale: int):

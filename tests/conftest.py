@@ -27,25 +27,16 @@ def trained_workdir(tmp_path_factory):
     """A training workdir of a tiny model trained for a few steps."""
     from draw_tf import config as config_lib
     from draw_tf import data, training
+    from tests.tiny_run import tiny_config
 
     workdir = tmp_path_factory.mktemp("trained")
-    config = config_lib.TrainConfig(
-        workdir=str(workdir),
-        dataset="synthetic",
-        synthetic_image_size=8,
-        num_steps=3,
-        encoder_units=8,
-        decoder_units=8,
-        latent_size=3,
-        read_glimpse_size=2,
-        write_patch_size=3,
-        batch_size=16,
+    config = tiny_config(
+        workdir,
         train_steps=4,
         eval_every_steps=4,
         checkpoint_every_steps=2,
         max_eval_examples=16,
-        num_pictures=0,
-    ).validate()
+    )
     splits = data.load_splits(config)
     config_lib.check_workdir_architecture(config, splits.image_shape)
     training.Experiment(config, tf.distribute.get_strategy(), splits).train()
@@ -62,3 +53,13 @@ def exported_model(trained_workdir, tmp_path_factory):
         str(trained_workdir), str(export_base), "draw", version=7
     )
     return trained_workdir, path
+
+
+@pytest.fixture(scope="session")
+def predictor(exported_model):
+    """The export loaded the way TF Serving loads it (a TF1 Session)."""
+    from serving.session_predictor import SessionPredictor
+
+    predictor = SessionPredictor(exported_model[1])
+    yield predictor
+    predictor.close()

@@ -16,17 +16,10 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 import draw_tf
 from export import export_saved_model_lib as export_lib
-from serving.session_predictor import PredictError, SessionPredictor
+from serving.session_predictor import PredictError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_SHAPE, T, Z = (8, 8, 1), 3, 3
-
-
-@pytest.fixture(scope="module")
-def predictor(exported_model):
-    predictor = SessionPredictor(exported_model[1])
-    yield predictor
-    predictor.close()
 
 
 @pytest.fixture(scope="module")

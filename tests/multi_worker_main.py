@@ -15,30 +15,19 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from draw_tf import config as config_lib  # noqa: E402
 from draw_tf import data, distribution, training  # noqa: E402
+from tests.tiny_run import tiny_config  # noqa: E402
 
 
 def main(workdir: str, output: str) -> None:
-    config = config_lib.TrainConfig(
-        workdir=workdir,
-        dataset="synthetic",
-        synthetic_image_size=8,
-        num_steps=3,
-        encoder_units=8,
-        decoder_units=8,
-        latent_size=3,
-        read_glimpse_size=2,
-        write_patch_size=3,
-        batch_size=16,
-        train_steps=6,
+    config = tiny_config(
+        workdir,
         log_every_steps=2,
         checkpoint_every_steps=3,
         eval_every_steps=3,
         max_eval_examples=16,
         importance_samples=0,
-        num_pictures=0,
-    ).validate()
+    )
     strategy = distribution.make_strategy()
     splits = data.load_splits(config)
     experiment = training.Experiment(config, strategy, splits)

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import client_lib
-from serving.session_predictor import PredictError, SessionPredictor
+from serving.session_predictor import PredictError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -158,13 +158,6 @@ def _free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def predictor(exported_model):
-    predictor = SessionPredictor(exported_model[1])
-    yield predictor
-    predictor.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,44 +17,15 @@ import draw_tf
 from draw_tf import config as config_lib
 from draw_tf import data, evaluation, training
 from draw_tf.classifier import DrawClassifier
+from tests.tiny_run import tiny_config, tiny_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_FLAGS = [
-    "--dataset=synthetic",
-    "--synthetic_image_size=8",
-    "--num_steps=3",
-    "--encoder_units=8",
-    "--decoder_units=8",
-    "--latent_size=3",
-    "--read_glimpse_size=2",
-    "--write_patch_size=3",
-    "--batch_size=16",
+    *tiny_flags(),
     "--max_eval_examples=32",
     "--importance_samples=3",
     "--num_pictures=4",
 ]
-
-
-def _tiny_config(workdir, **kwargs):
-    values = dict(
-        workdir=str(workdir),
-        dataset="synthetic",
-        synthetic_image_size=8,
-        num_steps=3,
-        encoder_units=8,
-        decoder_units=8,
-        latent_size=3,
-        read_glimpse_size=2,
-        write_patch_size=3,
-        batch_size=16,
-        train_steps=6,
-        eval_every_steps=100,
-        log_every_steps=100,
-        checkpoint_every_steps=100,
-        num_pictures=0,
-    )
-    values.update(kwargs)
-    return config_lib.TrainConfig(**values).validate()
 
 
 def _mirrored(count):
@@ -69,7 +40,7 @@ def _weights(experiment):
 
 @pytest.mark.parametrize("clip", [0.0, 0.5])
 def test_two_replicas_give_the_update_of_one(tmp_path, clip):
-    config = _tiny_config(tmp_path / "one", gradient_clip_norm=clip)
+    config = tiny_config(tmp_path / "one", gradient_clip_norm=clip)
     splits = data.load_splits(config)
     batch = next(
         iter(
@@ -135,8 +106,8 @@ def test_zero_model_bounds_are_h_w_log_2():
     )
 
 
-def test_evaluator_averages_every_image_of_the_split():
-    model = draw_tf.DrawModel(
+def _small_model():
+    return draw_tf.DrawModel(
         (6, 6, 1),
         num_steps=3,
         encoder_units=8,
@@ -146,6 +117,10 @@ def test_evaluator_averages_every_image_of_the_split():
         write_patch_size=3,
         seed=0,
     )
+
+
+def test_evaluator_averages_every_image_of_the_split():
+    model = _small_model()
     images = (np.random.default_rng(1).uniform(size=(11, 6, 6, 1)) > 0.5) * 255
     images = images.astype(np.uint8)
     evaluator = evaluation.Evaluator(model, batch_size=4, seed=3)
@@ -161,16 +136,7 @@ def test_evaluator_averages_every_image_of_the_split():
 
 
 def test_importance_weighted_bound_is_below_the_elbo():
-    model = draw_tf.DrawModel(
-        (6, 6, 1),
-        num_steps=3,
-        encoder_units=8,
-        decoder_units=8,
-        latent_size=3,
-        read_glimpse_size=2,
-        write_patch_size=3,
-        seed=0,
-    )
+    model = _small_model()
     # A wide posterior makes the gap between the bounds visible.
     model.cell.posterior.bias.assign(
         tf.concat([tf.zeros([3]), tf.fill([3], 1.0)], axis=0)
@@ -185,7 +151,7 @@ def test_importance_weighted_bound_is_below_the_elbo():
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = _tiny_config(
+    config = tiny_config(
         tmp_path, learning_rate=1e4, train_steps=50, checkpoint_every_steps=1
     )
     experiment = training.Experiment(
@@ -214,9 +180,9 @@ def test_config_validation_names_the_flag(tmp_path):
     ]
     for kwargs, message in cases:
         with pytest.raises(config_lib.ConfigError, match=message):
-            _tiny_config(tmp_path, **kwargs)
+            tiny_config(tmp_path, **kwargs)
     with pytest.raises(config_lib.ConfigError, match="--read_glimpse_size=9"):
-        _tiny_config(tmp_path, read_glimpse_size=9).check_image_shape((8, 8, 1))
+        tiny_config(tmp_path, read_glimpse_size=9).check_image_shape((8, 8, 1))
 
 
 IMAGE_SHAPES = {
@@ -258,7 +224,7 @@ def test_every_config_parses_and_builds_its_model():
 
 def test_colour_images_train_end_to_end_through_tfds(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    config = _tiny_config(
+    config = tiny_config(
         tmp_path,
         dataset="cifar10",
         binarization="none",
@@ -281,7 +247,7 @@ def test_colour_images_train_end_to_end_through_tfds(tmp_path):
 
 
 def test_classifier_trains_and_evaluates_through_the_experiment(tmp_path):
-    config = _tiny_config(
+    config = tiny_config(
         tmp_path,
         task="classify",
         synthetic_image_size=12,
@@ -480,7 +446,7 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path):
     for key in weight_keys:
         np.testing.assert_array_equal(workers[0][key], workers[1][key])
     # And they equal one process training on the same global batches.
-    config = _tiny_config(
+    config = tiny_config(
         tmp_path / "single",
         eval_every_steps=3,
         checkpoint_every_steps=3,
