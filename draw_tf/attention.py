@@ -64,6 +64,13 @@ def validate_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
+def validate_positive_int(name: str, value) -> int:
+    """Checks that `value` is an int >= 1; raises ValueError naming `name`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return value
+
+
 def validate_grid_size(
     name: str, grid_size: int, image_shape: tuple[int, int, int]
 ) -> int:

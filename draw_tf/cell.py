@@ -42,12 +42,6 @@ class DrawState(NamedTuple):
     decoder_cell: tf.Tensor
 
 
-def _validate_positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return value
-
-
 @keras.saving.register_keras_serializable(package="draw_tf")
 class DrawCell(keras.layers.Layer):
     """The DRAW recurrent cell (eqs. 3-8), a Keras RNN cell.
@@ -98,13 +92,15 @@ class DrawCell(keras.layers.Layer):
         """
         super().__init__(**kwargs)
         self.image_shape = attention.validate_image_shape(image_shape)
-        self.encoder_units = _validate_positive_int(
+        self.encoder_units = attention.validate_positive_int(
             "encoder_units", encoder_units
         )
-        self.decoder_units = _validate_positive_int(
+        self.decoder_units = attention.validate_positive_int(
             "decoder_units", decoder_units
         )
-        self.latent_size = _validate_positive_int("latent_size", latent_size)
+        self.latent_size = attention.validate_positive_int(
+            "latent_size", latent_size
+        )
         self.read_glimpse_size = read_glimpse_size
         self.write_patch_size = write_patch_size
         if read_glimpse_size is None:

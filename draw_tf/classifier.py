@@ -55,20 +55,17 @@ class DrawClassifier(keras.Model):
         """
         super().__init__(**kwargs)
         self.image_shape = attention.validate_image_shape(image_shape)
-        for name, value, minimum in (
-            ("num_glimpses", num_glimpses, 1),
-            ("units", units, 1),
-            ("num_classes", num_classes, 2),
-        ):
-            if not isinstance(value, int) or value < minimum:
-                raise ValueError(
-                    f"{name} must be an integer >= {minimum}; got {value!r}."
-                )
-        self.num_glimpses = num_glimpses
+        self.num_glimpses = attention.validate_positive_int(
+            "num_glimpses", num_glimpses
+        )
+        self.units = attention.validate_positive_int("units", units)
+        if attention.validate_positive_int("num_classes", num_classes) < 2:
+            raise ValueError(
+                f"num_classes must be an integer >= 2; got {num_classes!r}."
+            )
         self.glimpse_size = attention.validate_grid_size(
             "glimpse_size", glimpse_size, self.image_shape
         )
-        self.units = units
         self.num_classes = num_classes
         # The first window (from h_0 = 0) spans the image (g~ = 0, delta~ =
         # 1). With sigma = 1 its 12 x 12 filters, 9 pixels apart on a

@@ -357,7 +357,7 @@ def _image_and_label(example):
 def train_dataset(
     images: np.ndarray,
     batch_size: int,
-    noise_shape: tuple[int, int],
+    noise_shape: tuple[int, int] | None,
     seed: int,
     start_step: int,
     end_step: int,
@@ -369,7 +369,8 @@ def train_dataset(
     Args:
       images: uint8 [n, height, width, channels].
       batch_size: the global batch size, <= n.
-      noise_shape: (T, latent_size) of the DRAW noise per example.
+      noise_shape: (T, latent_size) of the DRAW noise per example; None
+        for no noise (classification).
       seed: the run's seed.
       start_step: first global step (the checkpoint's step on resume).
       end_step: one past the last step.
@@ -406,11 +407,12 @@ def train_dataset(
                 seed=_stream_seed(seed, _BINARIZATION_STREAM, step),
             )
             batch = tf.cast(uniform < batch, tf.float32)
-        noise = tf.random.stateless_normal(
-            [batch_size, *noise_shape],
-            seed=_stream_seed(seed, _NOISE_STREAM, step),
-        )
-        result = {"step": step, "images": batch, "noise": noise}
+        result = {"step": step, "images": batch}
+        if noise_shape is not None:
+            result["noise"] = tf.random.stateless_normal(
+                [batch_size, *noise_shape],
+                seed=_stream_seed(seed, _NOISE_STREAM, step),
+            )
         if label_data is not None:
             result["labels"] = tf.gather(label_data, indices)
         return result

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from draw_tf import attention
 from draw_tf import cell as cell_lib
 
 
@@ -42,12 +43,6 @@ def standard_normal_noise(shape, seed) -> tf.Tensor:
             seed, tf.cast(replica_context.replica_id_in_sync_group, tf.int64)
         )
     return tf.random.stateless_normal(shape, seed=seed)
-
-
-def _validate_positive_int(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")
@@ -104,7 +99,7 @@ class DrawModel(keras.Model):
           ValueError: if an argument is out of its range.
         """
         super().__init__(**kwargs)
-        self.num_steps = _validate_positive_int("num_steps", num_steps)
+        self.num_steps = attention.validate_positive_int("num_steps", num_steps)
         self.seed = seed
         self.cell = cell_lib.DrawCell(
             image_shape,

@@ -238,7 +238,7 @@ class Experiment:
         dataset = data_lib.train_dataset(
             self.splits.train,
             config.batch_size,
-            (config.num_steps, config.latent_size),
+            None if self.classify else (config.num_steps, config.latent_size),
             config.seed,
             start,
             total,
@@ -248,7 +248,7 @@ class Experiment:
         interval_start, interval_steps = time.perf_counter(), 0
         for batch in dataset:
             metrics = self._train_step(
-                batch["images"], batch["noise"], batch.get("labels")
+                batch["images"], batch.get("noise"), batch.get("labels")
             )
             step = int(batch["step"]) + 1
             loss = float(metrics[self.loss_key])
@@ -427,6 +427,8 @@ class Experiment:
 
         if labels is None:
             labels = tf.zeros([global_batch], tf.int64)
+        if noise is None:
+            noise = tf.zeros([global_batch, 0])
         sums = self.strategy.run(replica_step, args=(images, noise, labels))
         self.step.assign_add(1)
         return {
