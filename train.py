@@ -193,6 +193,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
+    logging.info("Imports done; building the run.")
     config = config_lib.TrainConfig(
         **{
             field: FLAGS[field].value if FLAGS[field].value is not None else ""

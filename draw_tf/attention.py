@@ -120,27 +120,30 @@ def axis_filterbank(
     a, computed stably, so rows stay finite for any finite parameters.
 
     Args:
-      center: [batch] grid centre g (pixels, 1-based).
-      stride: [batch] distance delta between adjacent filters.
-      variance: [batch] filter variance sigma^2.
+      center: [batch] grid centre g (pixels, 1-based); any leading shape
+        works, e.g. [batch, 2] for the two axes of a square image.
+      stride: distance delta between adjacent filters, same shape as
+        `center` (or broadcastable to it).
+      variance: filter variance sigma^2, same shape as `stride`.
       num_filters: N, filters along this axis.
       size: pixels along this axis (A for columns, B for rows).
 
     Returns:
-      [batch, num_filters, size] filterbank whose rows sum to 1.
+      [batch, num_filters, size] (in general [*center.shape, num_filters,
+      size]) filterbank whose rows sum to 1.
     """
     dtype = center.dtype
     filter_index = tf.range(1, num_filters + 1, dtype=dtype)  # i = 1..N
     offsets = filter_index - num_filters / 2.0 - 0.5  # i - N/2 - 0.5
     filter_centers = (
-        center[:, tf.newaxis] + offsets[tf.newaxis, :] * stride[:, tf.newaxis]
-    )  # mu^i, [batch, N]
+        center[..., tf.newaxis] + offsets * stride[..., tf.newaxis]
+    )  # mu^i, [..., N]
     pixels = tf.range(1, size + 1, dtype=dtype)  # a = 1..size
     squared_distance = tf.square(
-        pixels[tf.newaxis, tf.newaxis, :] - filter_centers[:, :, tf.newaxis]
-    )  # [batch, N, size]
+        pixels - filter_centers[..., tf.newaxis]
+    )  # [..., N, size]
     variance = tf.maximum(variance, _MINIMUM_VARIANCE)[
-        :, tf.newaxis, tf.newaxis
+        ..., tf.newaxis, tf.newaxis
     ]
     logits = tf.maximum(
         -squared_distance / (2.0 * variance), _MINIMUM_FILTER_LOGIT
@@ -163,6 +166,12 @@ def filterbanks(
       (filterbank_x [batch, N, width], filterbank_y [batch, N, height]):
       F_X built from g_X (eq. 25) and F_Y from g_Y (eq. 26).
     """
+    if height == width:
+        # One set of ops for both axes: centres [batch, 2] = (g_X, g_Y).
+        banks = axis_filterbank(
+            window[:, 0:2], window[:, 3:4], window[:, 2:3], num_filters, width
+        )  # [batch, 2, N, size]
+        return banks[:, 0], banks[:, 1]
     center_x, center_y, variance, stride, _ = tf.unstack(window, axis=-1)
     filterbank_x = axis_filterbank(
         center_x, stride, variance, num_filters, width
@@ -186,7 +195,21 @@ def apply_read_filters(
     Returns:
       [batch, N, N, channels] glimpse.
     """
-    return tf.einsum("bjy,byxc,bix->bjic", filterbank_y, images, filterbank_x)
+    # Two batched matmuls (faster than the equivalent einsum on CPU):
+    # over rows, F_Y [b, N, H] @ x [b, H, W * C] -> [b, N, W, C]; then
+    # over columns, with the channels moved next to N.
+    _, height, width, channels = images.shape
+    num_filters = filterbank_y.shape[1]
+    rows = tf.matmul(
+        filterbank_y, tf.reshape(images, [-1, height, width * channels])
+    )
+    rows = tf.reshape(rows, [-1, num_filters, width, channels])
+    rows = tf.reshape(
+        tf.transpose(rows, [0, 1, 3, 2]), [-1, num_filters * channels, width]
+    )
+    glimpse = tf.matmul(rows, filterbank_x, transpose_b=True)  # [b, N*C, N]
+    glimpse = tf.reshape(glimpse, [-1, num_filters, channels, num_filters])
+    return tf.transpose(glimpse, [0, 1, 3, 2])
 
 
 def apply_write_filters(
@@ -204,7 +227,112 @@ def apply_write_filters(
     Returns:
       [batch, height, width, channels].
     """
-    return tf.einsum("bjy,bjic,bix->byxc", filterbank_y, patch, filterbank_x)
+    # Two batched matmuls: F_Y^T [b, H, N] @ w [b, N, N * C] -> [b, H, N, C],
+    # then over columns with the channels moved next to H.
+    _, num_filters, _, channels = patch.shape
+    height, width = filterbank_y.shape[2], filterbank_x.shape[2]
+    rows = tf.matmul(
+        filterbank_y,
+        tf.reshape(patch, [-1, num_filters, num_filters * channels]),
+        transpose_a=True,
+    )  # [b, H, N * C]
+    if channels == 1:
+        return tf.reshape(tf.matmul(rows, filterbank_x), [-1, height, width, 1])
+    rows = tf.reshape(rows, [-1, height, num_filters, channels])
+    rows = tf.reshape(
+        tf.transpose(rows, [0, 1, 3, 2]), [-1, height * channels, num_filters]
+    )
+    update = tf.reshape(
+        tf.matmul(rows, filterbank_x), [-1, height, channels, width]
+    )
+    return tf.transpose(update, [0, 1, 3, 2])
+
+
+def window_from_head_outputs(
+    head_outputs: tf.Tensor, grid_size: int, image_shape: Sequence[int]
+) -> tf.Tensor:
+    """Eqs. 22-24: the linear head's outputs (eq. 21) to a window.
+
+    Args:
+      head_outputs: [batch, 5] (g~_X, g~_Y, log sigma^2, log delta~,
+        log gamma), W(h^dec) of eq. 21.
+      grid_size: N.
+      image_shape: (height, width, channels).
+
+    Returns:
+      [batch, 5] window (g_X, g_Y, sigma^2, delta, gamma), see
+      `WINDOW_PARAMETER_NAMES`.
+    """
+    height, width, _ = image_shape
+    # g = (size + 1) / 2 * (g~ + 1) for X (A = width) and Y (B = height).
+    center_scale = tf.constant(
+        [(width + 1) / 2.0, (height + 1) / 2.0], head_outputs.dtype
+    )
+    centers = center_scale * (head_outputs[:, 0:2] + 1.0)  # eqs. 22, 23
+    # sigma^2, delta = (max(A, B) - 1) / (N - 1) * delta~ (eq. 24), gamma.
+    # For N = 1 the stride does not move the single filter; the factor
+    # (max(A, B) - 1) avoids dividing by zero.
+    stride_scale = (max(height, width) - 1) / max(grid_size - 1, 1)
+    exp_scale = tf.constant([1.0, stride_scale, 1.0], head_outputs.dtype)
+    return tf.concat(
+        [centers, exp_scale * tf.exp(head_outputs[:, 2:5])], axis=-1
+    )
+
+
+def read_glimpses(
+    images: tf.Tensor,
+    error_images: tf.Tensor,
+    window: tf.Tensor,
+    glimpse_size: int,
+) -> tf.Tensor:
+    """Eq. 27: gamma * [F_Y x F_X^T, F_Y x_hat F_X^T], flattened.
+
+    Args:
+      images: [batch, height, width, channels], x.
+      error_images: [batch, height, width, channels], x_hat.
+      window: [batch, 5] read window.
+      glimpse_size: N.
+
+    Returns:
+      [batch, 2 * N * N * channels]: per glimpse position (j, i), the
+      channels of x followed by those of x_hat.
+    """
+    _, height, width, channels = images.shape
+    filterbank_x, filterbank_y = filterbanks(
+        window, glimpse_size, height, width
+    )
+    both = tf.concat([images, error_images], axis=-1)  # [b, H, W, 2C]
+    glimpses = apply_read_filters(both, filterbank_x, filterbank_y)
+    # gamma, [batch, 1]. A slice: inside tf.function on TF 2.21 (CPU),
+    # window[:, 4, tf.newaxis] lost its new axis at run time.
+    intensity = window[:, 4:5]
+    flat = tf.reshape(glimpses, [-1, 2 * glimpse_size**2 * channels])
+    return intensity * flat
+
+
+def write_patch(
+    patch: tf.Tensor,
+    window: tf.Tensor,
+    patch_size: int,
+    image_shape: Sequence[int],
+) -> tf.Tensor:
+    """Eq. 29: 1 / gamma^ * F^_Y^T w F^_X.
+
+    Args:
+      patch: [batch, N * N * channels] w_t (eq. 28), flattened.
+      window: [batch, 5] write window.
+      patch_size: N.
+      image_shape: (height, width, channels).
+
+    Returns:
+      [batch, height, width, channels] canvas update.
+    """
+    height, width, channels = image_shape
+    filterbank_x, filterbank_y = filterbanks(window, patch_size, height, width)
+    patch = tf.reshape(patch, [-1, patch_size, patch_size, channels])
+    update = apply_write_filters(patch, filterbank_x, filterbank_y)
+    intensity = tf.reshape(window[:, 4:5], [-1, 1, 1, 1])  # gamma^
+    return update / intensity
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")
@@ -258,27 +386,8 @@ class AttentionWindowHead(keras.layers.Layer):
         self.linear.build(input_shape)
 
     def call(self, decoder_hidden):
-        height, width, _ = self.image_shape
-        (
-            center_x_unscaled,  # g~_X
-            center_y_unscaled,  # g~_Y
-            log_variance,  # log sigma^2
-            log_stride_unscaled,  # log delta~
-            log_intensity,  # log gamma
-        ) = tf.unstack(self.linear(decoder_hidden), axis=-1)
-        center_x = (width + 1) / 2.0 * (center_x_unscaled + 1.0)  # eq. 22
-        center_y = (height + 1) / 2.0 * (center_y_unscaled + 1.0)  # eq. 23
-        stride_scale = (max(height, width) - 1) / max(self.grid_size - 1, 1)
-        stride = stride_scale * tf.exp(log_stride_unscaled)  # eq. 24
-        return tf.stack(
-            [
-                center_x,
-                center_y,
-                tf.exp(log_variance),
-                stride,
-                tf.exp(log_intensity),
-            ],
-            axis=-1,
+        return window_from_head_outputs(
+            self.linear(decoder_hidden), self.grid_size, self.image_shape
         )
 
     def get_config(self):
@@ -339,18 +448,11 @@ class AttentiveRead(keras.layers.Layer):
         self.window_head.build(decoder_hidden_shape)
 
     def call(self, images, error_images, decoder_hidden):
-        height, width, _ = self.image_shape
         window = self.window_head(decoder_hidden)
-        filterbank_x, filterbank_y = filterbanks(
-            window, self.glimpse_size, height, width
+        glimpses = read_glimpses(
+            images, error_images, window, self.glimpse_size
         )
-        both = tf.concat([images, error_images], axis=-1)  # [b, H, W, 2C]
-        glimpses = apply_read_filters(both, filterbank_x, filterbank_y)
-        # gamma, [batch, 1]. A slice: inside tf.function on TF 2.21 (CPU),
-        # window[:, 4, tf.newaxis] lost its new axis at run time.
-        intensity = window[:, 4:5]
-        flat = tf.reshape(glimpses, [-1, self.output_size])
-        return intensity * flat, window
+        return glimpses, window
 
     def get_config(self):
         config = super().get_config()
@@ -400,18 +502,14 @@ class AttentiveWrite(keras.layers.Layer):
         self.window_head.build(decoder_hidden_shape)
 
     def call(self, decoder_hidden):
-        height, width, channels = self.image_shape
         window = self.window_head(decoder_hidden)
-        filterbank_x, filterbank_y = filterbanks(
-            window, self.patch_size, height, width
-        )
-        patch = tf.reshape(
+        update = write_patch(
             self.patch_layer(decoder_hidden),
-            [-1, self.patch_size, self.patch_size, channels],
+            window,
+            self.patch_size,
+            self.image_shape,
         )
-        update = apply_write_filters(patch, filterbank_x, filterbank_y)
-        intensity = tf.reshape(window[:, 4:5], [-1, 1, 1, 1])  # gamma^
-        return update / intensity, window
+        return update, window
 
     def get_config(self):
         config = super().get_config()

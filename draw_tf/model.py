@@ -20,8 +20,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from draw_tf import attention
+from draw_tf import attention, unrolling
 from draw_tf import cell as cell_lib
+
+IMPLEMENTATIONS = ("fast", "reference")
 
 
 def standard_normal_noise(shape, seed) -> tf.Tensor:
@@ -76,6 +78,8 @@ class DrawModel(keras.Model):
         read_glimpse_size: int | None = 2,
         write_patch_size: int | None = 5,
         seed: int | None = None,
+        implementation: str = "fast",
+        steps_per_iteration: int = unrolling.DEFAULT_STEPS_PER_ITERATION,
         **kwargs,
     ):
         """Creates and builds the model.
@@ -93,6 +97,11 @@ class DrawModel(keras.Model):
           write_patch_size: N of the write, or None for no write attention.
           seed: seed of the fallback noise generator (used when a call gets
             neither `noise` nor `seed`); None for a random one.
+          implementation: "fast" (a tf.while_loop for inference, and fused
+            generation; see `draw_tf.unrolling`) or "reference" (the cell
+            called T times from Python). Same numbers, same variables.
+          steps_per_iteration: with "fast", the steps run per loop
+            iteration (T unrolls fully).
           **kwargs: base Model arguments (name, ...).
 
         Raises:
@@ -101,6 +110,15 @@ class DrawModel(keras.Model):
         super().__init__(**kwargs)
         self.num_steps = attention.validate_positive_int("num_steps", num_steps)
         self.seed = seed
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation must be one of {IMPLEMENTATIONS}; got "
+                f"{implementation!r}."
+            )
+        self.implementation = implementation
+        self.steps_per_iteration = attention.validate_positive_int(
+            "steps_per_iteration", steps_per_iteration
+        )
         self.cell = cell_lib.DrawCell(
             image_shape,
             encoder_units=encoder_units,
@@ -155,23 +173,30 @@ class DrawModel(keras.Model):
         self._check_image_shape(images.shape)
         batch_size = tf.shape(images)[0]
         noise = self._resolve_noise(batch_size, noise, seed)
-        state = self.cell.get_initial_state(batch_size)
-        steps = []
-        for step in range(self.num_steps):
-            step_outputs, state = self.cell((images, noise[:, step]), state)
-            steps.append(step_outputs)
+        if self.implementation == "fast":
+            steps, state = unrolling.unroll(
+                self.cell,
+                images,
+                noise,
+                return_canvases,
+                self.steps_per_iteration,
+            )
+        else:
+            steps, state = unrolling.reference_unroll(
+                self.cell, images, noise, return_canvases
+            )
         outputs = {
             "canvas_logits": state.canvas,
-            "latents": _stack(steps, "latent"),
-            "posterior_mean": _stack(steps, "posterior_mean"),
-            "posterior_log_stddev": _stack(steps, "posterior_log_stddev"),
+            "latents": _batch_major(steps["latent"]),
+            "posterior_mean": _batch_major(steps["posterior_mean"]),
+            "posterior_log_stddev": _batch_major(steps["posterior_log_stddev"]),
         }
         if self.cell.read_attention:
-            outputs["read_windows"] = _stack(steps, "read_window")
+            outputs["read_windows"] = _batch_major(steps["read_window"])
         if self.cell.write_attention:
-            outputs["write_windows"] = _stack(steps, "write_window")
+            outputs["write_windows"] = _batch_major(steps["write_window"])
         if return_canvases:
-            outputs["canvases"] = tf.sigmoid(_stack(steps, "canvas"))
+            outputs["canvases"] = tf.sigmoid(_batch_major(steps["canvas"]))
         return outputs
 
     def generate(self, batch_size=None, noise=None, seed=None):
@@ -198,19 +223,16 @@ class DrawModel(keras.Model):
                 raise ValueError("generate() needs batch_size or noise.")
             batch_size = tf.shape(noise)[0]
         latents = self._resolve_noise(batch_size, noise, seed)
-        state = self.cell.get_initial_state(batch_size)
-        steps = []
-        for step in range(self.num_steps):
-            step_outputs, state = self.cell.generate_step(
-                latents[:, step], state
-            )
-            steps.append(step_outputs)
+        if self.implementation == "fast":
+            steps = unrolling.generate(self.cell, latents)
+        else:
+            steps = unrolling.reference_generate(self.cell, latents)
         outputs = {
-            "images": tf.sigmoid(state.canvas),
-            "canvases": tf.sigmoid(_stack(steps, "canvas")),
+            "images": tf.sigmoid(steps["canvas_logits"]),
+            "canvases": tf.sigmoid(_batch_major(steps["canvas"])),
         }
         if self.cell.write_attention:
-            outputs["write_windows"] = _stack(steps, "write_window")
+            outputs["write_windows"] = _batch_major(steps["write_window"])
         return outputs
 
     def _resolve_noise(self, batch_size, noise, seed):
@@ -250,9 +272,12 @@ class DrawModel(keras.Model):
             "read_glimpse_size": cell.read_glimpse_size,
             "write_patch_size": cell.write_patch_size,
             "seed": self.seed,
+            "implementation": self.implementation,
+            "steps_per_iteration": self.steps_per_iteration,
         }
 
 
-def _stack(steps: list[dict], key: str) -> tf.Tensor:
-    """Stacks one per-step output along a new time axis 1."""
-    return tf.stack([step[key] for step in steps], axis=1)
+def _batch_major(time_major: tf.Tensor) -> tf.Tensor:
+    """[T, batch, ...] -> [batch, T, ...]."""
+    rank = time_major.shape.rank
+    return tf.transpose(time_major, [1, 0, *range(2, rank)])

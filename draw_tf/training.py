@@ -247,9 +247,7 @@ class Experiment:
         )
         interval_start, interval_steps = time.perf_counter(), 0
         for batch in dataset:
-            metrics = self._train_step(
-                batch["images"], batch.get("noise"), batch.get("labels")
-            )
+            metrics = self.train_step(batch)
             step = int(batch["step"]) + 1
             loss = float(metrics[self.loss_key])
             if not math.isfinite(loss):
@@ -275,6 +273,20 @@ class Experiment:
                 interval_start = time.perf_counter()
         if start >= total:
             logging.info("Already trained to step %d.", total)
+
+    def train_step(self, batch: dict) -> dict:
+        """One global step (forward, backward, optimizer update).
+
+        Args:
+          batch: a global batch of `data.train_dataset` (images, noise or
+            labels).
+
+        Returns:
+          The batch's mean loss terms (scalars; latent_loss_per_step [T]).
+        """
+        return self._train_step(
+            batch["images"], batch.get("noise"), batch.get("labels")
+        )
 
     def evaluate_test(self) -> dict:
         """The test-split results, written to eval/test.json and printed."""

@@ -10,14 +10,13 @@ images/s at batch 64. Flags only; SessionPredictor does the work.
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from serving.generation_timing import time_generation  # noqa: E402
 from serving.session_predictor import SessionPredictor  # noqa: E402
 
 _EXPORT_DIR = flags.DEFINE_string(
@@ -41,39 +40,17 @@ def main(argv):
     """Prints the figures as JSON."""
     del argv
     predictor = SessionPredictor(_EXPORT_DIR.value)
-    for _ in range(5):  # warm-up
-        predictor.predict("generate", {"seeds": np.array([0], np.int64)})
-    latencies = []
-    for index in range(_REQUESTS.value):
-        seeds = np.array([index], np.int64)
-        start = time.perf_counter()
-        predictor.predict("generate", {"seeds": seeds})
-        latencies.append(time.perf_counter() - start)
-    batch = _LARGE_BATCH.value
-    seeds = np.arange(batch, dtype=np.int64)
-    predictor.predict("generate", {"seeds": seeds})
-    start = time.perf_counter()
-    for _ in range(_LARGE_REQUESTS.value):
-        predictor.predict("generate", {"seeds": seeds})
-    seconds = time.perf_counter() - start
-    latencies_ms = np.asarray(latencies) * 1000.0
-    print(
-        json.dumps(
-            {
-                "export_dir": _EXPORT_DIR.value,
-                "batch_1_p50_ms": round(
-                    float(np.percentile(latencies_ms, 50)), 3
-                ),
-                "batch_1_p99_ms": round(
-                    float(np.percentile(latencies_ms, 99)), 3
-                ),
-                "batch_1_requests": len(latencies),
-                f"batch_{batch}_images_per_second": round(
-                    batch * _LARGE_REQUESTS.value / seconds, 1
-                ),
-            }
-        )
+    figures = time_generation(
+        predictor,
+        requests=_REQUESTS.value,
+        large_batch=_LARGE_BATCH.value,
+        large_requests=_LARGE_REQUESTS.value,
     )
+    batch = figures.pop("large_batch")
+    figures[f"batch_{batch}_images_per_second"] = figures.pop(
+        "large_batch_images_per_second"
+    )
+    print(json.dumps({"export_dir": _EXPORT_DIR.value, **figures}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""draw_tf benchmarks: bench/run_benchmarks.py."""

@@ -1,0 +1,352 @@
+"""The benchmark report: which measurements to run, targets, the table.
+
+`run(options)` returns a JSON-ready dict; `table(report)` renders it for
+people. The targets (issue 5) are checked only for the paper's MNIST
+config (T = 64, 256 units, |z| = 100, 28 x 28) and reported, not asserted.
+"""
+
+import dataclasses
+import os
+import tempfile
+import time
+
+from bench import flops as flops_lib
+from bench import measurements
+
+# Targets of the paper config on the benchmark machine (issue 5).
+TRAINING_TARGET_EXAMPLES_PER_SECOND = 200.0
+TRAINING_TARGET_MATMUL_FRACTION = 0.5
+FIRST_STEP_TARGET_SECONDS = 10.0
+GENERATION_TARGET_P50_MS = 5.0
+GENERATION_TARGET_IMAGES_PER_SECOND = 1000.0
+# "Far above" the training rate.
+PIPELINE_TARGET_MULTIPLE = 10.0
+
+
+@dataclasses.dataclass
+class Options:
+    """What to measure; the flags of run_benchmarks.py."""
+
+    batch_sizes: list[int]
+    implementations: list[str]
+    sections: list[str]
+    num_steps: int = 64
+    units: int = 256
+    latent_size: int = 100
+    image_size: int = 28
+    windows: int = 5
+    steps_per_window: int = 5
+    first_step_train_steps: int = 10
+    pipeline_batches: int = 50
+    generation_requests: int = 200
+    generation_batch: int = 64
+    generation_batch_requests: int = 20
+    profile_steps: int = 0
+
+    def validate(self, known_sections) -> "Options":
+        """Raises ValueError naming the bad option."""
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(
+                f"--batch_sizes must be positive integers; got "
+                f"{self.batch_sizes}."
+            )
+        for implementation in self.implementations:
+            if implementation not in ("fast", "reference"):
+                raise ValueError(
+                    "--implementations must be fast and/or reference; got "
+                    f"{implementation!r}."
+                )
+        for section in self.sections:
+            if section not in known_sections:
+                raise ValueError(
+                    f"--sections must be among {', '.join(known_sections)}; "
+                    f"got {section!r}."
+                )
+        # synthetic images hold 512 training examples
+        if max(self.batch_sizes) > 512:
+            raise ValueError(
+                "--batch_sizes must be <= 512 (the synthetic training set); "
+                f"got {max(self.batch_sizes)}."
+            )
+        return self
+
+    @property
+    def is_paper_config(self) -> bool:
+        """Whether the targets apply (the paper's MNIST model)."""
+        return (self.num_steps, self.units, self.latent_size) == (
+            64,
+            256,
+            100,
+        ) and self.image_size == 28
+
+
+def run(options: Options) -> dict:
+    """Runs every section of `options`; returns the report."""
+    started = time.perf_counter()
+    report = {
+        "device": measurements.device_report(),
+        "model": {
+            "num_steps": options.num_steps,
+            "units": options.units,
+            "latent_size": options.latent_size,
+            "image_size": options.image_size,
+            "read_glimpse_size": 2,
+            "write_patch_size": 5,
+            "dtype": "float32",
+        },
+    }
+    workdir = tempfile.mkdtemp(prefix="draw_bench_")
+
+    def config(attention=True, batch_size=None, name="run"):
+        return measurements.paper_config(
+            os.path.join(workdir, name),
+            synthetic_image_size=options.image_size,
+            num_steps=options.num_steps,
+            encoder_units=options.units,
+            decoder_units=options.units,
+            latent_size=options.latent_size,
+            attention=attention,
+            batch_size=batch_size or options.batch_sizes[0],
+        )
+
+    report["flops"] = {
+        name: flops_lib.training_flops_per_example(
+            flops_lib.DrawShape(
+                image_shape=(options.image_size, options.image_size, 1),
+                num_steps=options.num_steps,
+                encoder_units=options.units,
+                decoder_units=options.units,
+                latent_size=options.latent_size,
+                read_glimpse_size=2 if attention else None,
+                write_patch_size=5 if attention else None,
+            )
+        )
+        for name, attention in (("attention", True), ("no_attention", False))
+    }
+    if "matmul" in options.sections:
+        report["matmul_gflops"] = {
+            "dense_2048": round(measurements.dense_matmul_gflops(), 1),
+            # The encoder LSTM's matmul at the first batch size.
+            "encoder_shape": round(
+                measurements.shaped_matmul_gflops(
+                    options.batch_sizes[0],
+                    8 + 2 * options.units,
+                    4 * options.units,
+                ),
+                1,
+            ),
+        }
+    if "training" in options.sections:
+        report["training"] = _training(options, config, report)
+    if "first_step" in options.sections:
+        report["first_step"] = measurements.first_training_step(
+            config(), options.first_step_train_steps
+        )
+    if "input_pipeline" in options.sections:
+        report["input_pipeline"] = measurements.input_pipeline_throughput(
+            config(), options.pipeline_batches
+        )
+    if "generation" in options.sections:
+        report["generation"] = {
+            implementation: measurements.generation_latency(
+                config(),
+                implementation,
+                options.generation_requests,
+                options.generation_batch,
+                options.generation_batch_requests,
+            )
+            for implementation in options.implementations
+        }
+    report["targets"] = _targets(options, report)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _training(options, config, report) -> list[dict]:
+    runs = []
+    for implementation in options.implementations:
+        for attention in (True, False):
+            for batch_size in options.batch_sizes:
+                profile = (
+                    options.profile_steps
+                    if attention
+                    and batch_size == options.batch_sizes[0]
+                    and implementation == options.implementations[0]
+                    else 0
+                )
+                name = f"{implementation}_{attention}_{batch_size}"
+                result = measurements.training_throughput(
+                    config(attention, batch_size, name),
+                    implementation,
+                    windows=options.windows,
+                    steps_per_window=options.steps_per_window,
+                    profile_steps=profile,
+                )
+                flops = report["flops"][
+                    "attention" if attention else "no_attention"
+                ]
+                gflops = flops * result["examples_per_second"] / 1e9
+                entry = {
+                    "implementation": implementation,
+                    "attention": attention,
+                    "batch_size": batch_size,
+                    **result,
+                    "achieved_gflops": round(gflops, 1),
+                }
+                matmul = report.get("matmul_gflops")
+                if matmul:
+                    entry["fraction_of_dense_matmul"] = round(
+                        gflops / matmul["dense_2048"], 3
+                    )
+                    entry["fraction_of_encoder_shape_matmul"] = round(
+                        gflops / matmul["encoder_shape"], 3
+                    )
+                runs.append(entry)
+    return runs
+
+
+def _targets(options, report) -> dict:
+    """Each target: the figure, the threshold and whether it is met."""
+    if not options.is_paper_config:
+        return {"note": "targets apply to the paper config only"}
+    targets = {}
+
+    def add(name, value, threshold, at_least=True):
+        met = value >= threshold if at_least else value <= threshold
+        targets[name] = {
+            "value": value,
+            "threshold": threshold,
+            "met": bool(met),
+        }
+
+    main_run = next(
+        (
+            run
+            for run in report.get("training", [])
+            if run["attention"]
+            and run["batch_size"] == 100
+            and run["implementation"] == "fast"
+        ),
+        None,
+    )
+    if main_run:
+        add(
+            "training_examples_per_second",
+            main_run["examples_per_second"],
+            TRAINING_TARGET_EXAMPLES_PER_SECOND,
+        )
+        if "fraction_of_dense_matmul" in main_run:
+            add(
+                "training_fraction_of_dense_matmul",
+                main_run["fraction_of_dense_matmul"],
+                TRAINING_TARGET_MATMUL_FRACTION,
+            )
+    if "first_step" in report:
+        add(
+            "first_step_after_imports_seconds",
+            report["first_step"]["first_step_after_imports_seconds"],
+            FIRST_STEP_TARGET_SECONDS,
+            at_least=False,
+        )
+    generation = report.get("generation", {}).get("fast")
+    if generation:
+        add(
+            "generation_batch_1_p50_ms",
+            generation["batch_1_p50_ms"],
+            GENERATION_TARGET_P50_MS,
+            at_least=False,
+        )
+        if generation["large_batch"] == 64:
+            add(
+                "generation_batch_64_images_per_second",
+                generation["large_batch_images_per_second"],
+                GENERATION_TARGET_IMAGES_PER_SECOND,
+            )
+    if "input_pipeline" in report and main_run:
+        add(
+            "input_pipeline_multiple_of_training",
+            round(
+                report["input_pipeline"]["examples_per_second"]
+                / main_run["examples_per_second"],
+                1,
+            ),
+            PIPELINE_TARGET_MULTIPLE,
+        )
+    return targets
+
+
+def table(report: dict) -> str:
+    """The report as aligned text for a terminal."""
+    device = report["device"]
+    lines = [
+        f"draw_tf benchmark on {device['device']}: {device['cpu_model']}, "
+        f"{device['usable_cpus']} CPUs"
+        + (f", GPUs {device['gpus']}" if device["gpus"] else "")
+        + f"; TensorFlow {device['tensorflow']}",
+        "FLOPs per training example: "
+        + ", ".join(
+            f"{name} {value / 1e6:.1f} M"
+            for name, value in report["flops"].items()
+        ),
+    ]
+    if "matmul_gflops" in report:
+        matmul = report["matmul_gflops"]
+        lines.append(
+            f"Dense matmul: {matmul['dense_2048']} GFLOP/s at 2048^3, "
+            f"{matmul['encoder_shape']} GFLOP/s at the encoder's shape"
+        )
+    if "training" in report:
+        lines.append("")
+        lines.append(
+            f"{'implementation':<15}{'attention':<10}{'batch':>6}"
+            f"{'examples/s':>12}{'GFLOP/s':>9}{'of dense':>9}"
+            f"{'1st step s':>11}"
+        )
+        for run in report["training"]:
+            lines.append(
+                f"{run['implementation']:<15}{str(run['attention']):<10}"
+                f"{run['batch_size']:>6}{run['examples_per_second']:>12}"
+                f"{run['achieved_gflops']:>9}"
+                f"{run.get('fraction_of_dense_matmul', ''):>9}"
+                f"{run['first_step_seconds']:>11}"
+            )
+            if "profile" in run:
+                lines.append("  op time by type (ms per step, share):")
+                for op_type, entry in run["profile"][
+                    "milliseconds_per_step_by_op_type"
+                ].items():
+                    lines.append(
+                        f"    {op_type:<32}{entry['milliseconds']:>9}"
+                        f"{entry['share']:>7}{entry['ops_per_step']:>7} ops"
+                    )
+    if "first_step" in report:
+        first = report["first_step"]
+        lines.append(
+            f"\ntrain.py: imports {first['imports_seconds']} s, first step "
+            f"{first['first_step_seconds']} s after start "
+            f"({first['first_step_after_imports_seconds']} s after imports)"
+            f", peak RSS {first['peak_rss_mib']} MiB"
+        )
+    if "input_pipeline" in report:
+        lines.append(
+            "Input pipeline alone: "
+            f"{report['input_pipeline']['examples_per_second']} examples/s"
+        )
+    for implementation, figures in report.get("generation", {}).items():
+        lines.append(
+            f"Generation ({implementation}, SavedModel via Session): batch 1 "
+            f"p50 {figures['batch_1_p50_ms']} ms, p99 "
+            f"{figures['batch_1_p99_ms']} ms; batch "
+            f"{figures['large_batch']}: "
+            f"{figures['large_batch_images_per_second']} images/s"
+        )
+    targets = report.get("targets", {})
+    if targets and "note" not in targets:
+        lines.append("\nTargets:")
+        for name, target in targets.items():
+            mark = "met" if target["met"] else "NOT met"
+            lines.append(
+                f"  {name:<42}{target['value']:>10} "
+                f"(target {target['threshold']}) {mark}"
+            )
+    return "\n".join(lines)

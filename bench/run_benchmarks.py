@@ -1,0 +1,133 @@
+r"""Benchmarks draw_tf on this machine; prints a table and a JSON report.
+
+    python bench/run_benchmarks.py                # paper MNIST config
+    python bench/run_benchmarks.py --output=report.json
+
+In one run, on synthetic 28 x 28 images (no data files needed):
+  - training throughput (examples/s, median of timed windows after
+    warm-up) at each --batch_sizes, with and without attention;
+  - analytic training FLOPs per example (bench/flops.py), the achieved
+    GFLOP/s, and this machine's dense matmul GFLOP/s (2048^3, and at the
+    encoder LSTM's shape), with the ratios;
+  - time from process start to the first completed training step of
+    train.py, and that run's peak resident memory;
+  - input pipeline throughput alone;
+  - generation through an exported SavedModel run as TF Serving runs it:
+    p50/p99 latency at batch 1, images/s at batch 64;
+  - optionally (--profile_steps) op time by type of a training step.
+The JSON goes to stdout (and --output); the table to stderr. The device
+(CPU model, GPUs) is in the report's "device" section.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+from bench import report as report_lib  # noqa: E402
+
+SECTIONS = (
+    "matmul",
+    "training",
+    "first_step",
+    "input_pipeline",
+    "generation",
+)
+
+_BATCH_SIZES = flags.DEFINE_list(
+    "batch_sizes",
+    ["100", "400"],
+    "Training batch sizes; the first is the one the targets use.",
+)
+_IMPLEMENTATIONS = flags.DEFINE_list(
+    "implementations",
+    ["fast"],
+    "Model implementations to time: fast (draw_tf's default) and/or "
+    "reference (the plain formulation, for comparison).",
+)
+_SECTIONS = flags.DEFINE_list(
+    "sections", list(SECTIONS), f"What to measure, of {', '.join(SECTIONS)}."
+)
+_NUM_STEPS = flags.DEFINE_integer("num_steps", 64, "T.", lower_bound=1)
+_UNITS = flags.DEFINE_integer(
+    "units", 256, "Encoder and decoder LSTM units.", lower_bound=1
+)
+_LATENT_SIZE = flags.DEFINE_integer("latent_size", 100, "|z|.", lower_bound=1)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    "image_size", 28, "Side of the square synthetic images.", lower_bound=5
+)
+_WINDOWS = flags.DEFINE_integer(
+    "windows", 5, "Timed training windows.", lower_bound=1
+)
+_STEPS_PER_WINDOW = flags.DEFINE_integer(
+    "steps_per_window", 5, "Training steps per window.", lower_bound=1
+)
+_FIRST_STEP_TRAIN_STEPS = flags.DEFINE_integer(
+    "first_step_train_steps",
+    10,
+    "Steps of the train.py run timed to its first step.",
+    lower_bound=1,
+)
+_PIPELINE_BATCHES = flags.DEFINE_integer(
+    "pipeline_batches", 50, "Input pipeline batches timed.", lower_bound=1
+)
+_GENERATION_REQUESTS = flags.DEFINE_integer(
+    "generation_requests", 200, "Timed batch-1 requests.", lower_bound=1
+)
+_GENERATION_BATCH = flags.DEFINE_integer(
+    "generation_batch", 64, "Batch of the generation throughput test.", 1
+)
+_GENERATION_BATCH_REQUESTS = flags.DEFINE_integer(
+    "generation_batch_requests", 20, "Timed requests at that batch.", 1
+)
+_PROFILE_STEPS = flags.DEFINE_integer(
+    "profile_steps",
+    0,
+    "If > 0, profile that many training steps (first batch size, with "
+    "attention) and report op time by type.",
+    lower_bound=0,
+)
+_OUTPUT = flags.DEFINE_string("output", "", "Also write the JSON here.")
+
+
+def main(argv):
+    """Runs the sections and prints the report."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # the export's INFO lines
+    try:
+        options = report_lib.Options(
+            batch_sizes=[int(size) for size in _BATCH_SIZES.value],
+            implementations=list(_IMPLEMENTATIONS.value),
+            sections=list(_SECTIONS.value),
+            num_steps=_NUM_STEPS.value,
+            units=_UNITS.value,
+            latent_size=_LATENT_SIZE.value,
+            image_size=_IMAGE_SIZE.value,
+            windows=_WINDOWS.value,
+            steps_per_window=_STEPS_PER_WINDOW.value,
+            first_step_train_steps=_FIRST_STEP_TRAIN_STEPS.value,
+            pipeline_batches=_PIPELINE_BATCHES.value,
+            generation_requests=_GENERATION_REQUESTS.value,
+            generation_batch=_GENERATION_BATCH.value,
+            generation_batch_requests=_GENERATION_BATCH_REQUESTS.value,
+            profile_steps=_PROFILE_STEPS.value,
+        ).validate(SECTIONS)
+    except ValueError as error:
+        print(f"run_benchmarks.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    report = report_lib.run(options)
+    print(report_lib.table(report), file=sys.stderr)
+    text = json.dumps(report, indent=2)
+    if _OUTPUT.value:
+        with open(_OUTPUT.value, "w") as file:
+            file.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
