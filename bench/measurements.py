@@ -4,6 +4,7 @@ Every function returns plain Python numbers (JSON-ready). Rates are medians
 of several timed windows after warm-up; nothing here asserts a speed.
 """
 
+import dataclasses
 import os
 import platform
 import re
@@ -127,9 +128,17 @@ def paper_config(workdir: str, **overrides) -> config_lib.TrainConfig:
     return config_lib.TrainConfig(**values).validate()
 
 
+# Training variants: (model implementation, XLA for the forward/backward).
+VARIANTS = {
+    "compiled": ("fast", True),  # train.py's default
+    "loop": ("fast", False),
+    "reference": ("reference", False),  # the plain formulation
+}
+
+
 def training_throughput(
     config: config_lib.TrainConfig,
-    implementation: str = "fast",
+    variant: str = "compiled",
     windows: int = 5,
     steps_per_window: int = 5,
     warmup_steps: int = 2,
@@ -144,7 +153,9 @@ def training_throughput(
 
     Args:
       config: the run (model, batch size); its workdir is written to.
-      implementation: the model's "fast" or "reference" implementation.
+      variant: a key of `VARIANTS`: "compiled" (the while loop under
+        XLA, train.py's default), "loop" (the while loop op by op) or
+        "reference" (the cell called T times from Python, op by op).
       windows: timed windows; the figure is their median.
       steps_per_window: training steps per window.
       warmup_steps: untimed steps after the first (which traces).
@@ -158,6 +169,8 @@ def training_throughput(
       negative_elbo (the last step's loss, a sanity check); with
       profile_steps, profile.
     """
+    implementation, jit_compile = VARIANTS[variant]
+    config = dataclasses.replace(config, jit_compile=jit_compile)
     strategy = strategy or distribution.make_strategy()
     splits = data_lib.load_splits(config)
     experiment = training.Experiment(config, strategy, splits)

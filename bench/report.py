@@ -28,7 +28,7 @@ class Options:
     """What to measure; the flags of run_benchmarks.py."""
 
     batch_sizes: list[int]
-    implementations: list[str]
+    variants: list[str]
     sections: list[str]
     num_steps: int = 64
     units: int = 256
@@ -50,11 +50,11 @@ class Options:
                 f"--batch_sizes must be positive integers; got "
                 f"{self.batch_sizes}."
             )
-        for implementation in self.implementations:
-            if implementation not in ("fast", "reference"):
+        for variant in self.variants:
+            if variant not in measurements.VARIANTS:
                 raise ValueError(
-                    "--implementations must be fast and/or reference; got "
-                    f"{implementation!r}."
+                    "--variants must be among "
+                    f"{', '.join(measurements.VARIANTS)}; got {variant!r}."
                 )
         for section in self.sections:
             if section not in known_sections:
@@ -147,6 +147,10 @@ def run(options: Options) -> dict:
             config(), options.pipeline_batches
         )
     if "generation" in options.sections:
+        # draw_tf's generation, and the plain one when reference is asked.
+        implementations = ["fast"]
+        if "reference" in options.variants:
+            implementations.append("reference")
         report["generation"] = {
             implementation: measurements.generation_latency(
                 config(),
@@ -155,7 +159,7 @@ def run(options: Options) -> dict:
                 options.generation_batch,
                 options.generation_batch_requests,
             )
-            for implementation in options.implementations
+            for implementation in implementations
         }
     report["targets"] = _targets(options, report)
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -164,20 +168,20 @@ def run(options: Options) -> dict:
 
 def _training(options, config, report) -> list[dict]:
     runs = []
-    for implementation in options.implementations:
+    for variant in options.variants:
         for attention in (True, False):
             for batch_size in options.batch_sizes:
                 profile = (
                     options.profile_steps
                     if attention
                     and batch_size == options.batch_sizes[0]
-                    and implementation == options.implementations[0]
+                    and variant == options.variants[0]
                     else 0
                 )
-                name = f"{implementation}_{attention}_{batch_size}"
+                name = f"{variant}_{attention}_{batch_size}"
                 result = measurements.training_throughput(
                     config(attention, batch_size, name),
-                    implementation,
+                    variant,
                     windows=options.windows,
                     steps_per_window=options.steps_per_window,
                     profile_steps=profile,
@@ -187,7 +191,7 @@ def _training(options, config, report) -> list[dict]:
                 ]
                 gflops = flops * result["examples_per_second"] / 1e9
                 entry = {
-                    "implementation": implementation,
+                    "variant": variant,
                     "attention": attention,
                     "batch_size": batch_size,
                     **result,
@@ -225,7 +229,7 @@ def _targets(options, report) -> dict:
             for run in report.get("training", [])
             if run["attention"]
             and run["batch_size"] == 100
-            and run["implementation"] == "fast"
+            and run["variant"] == "compiled"
         ),
         None,
     )
@@ -298,13 +302,13 @@ def table(report: dict) -> str:
     if "training" in report:
         lines.append("")
         lines.append(
-            f"{'implementation':<15}{'attention':<10}{'batch':>6}"
+            f"{'variant':<15}{'attention':<10}{'batch':>6}"
             f"{'examples/s':>12}{'GFLOP/s':>9}{'of dense':>9}"
             f"{'1st step s':>11}"
         )
         for run in report["training"]:
             lines.append(
-                f"{run['implementation']:<15}{str(run['attention']):<10}"
+                f"{run['variant']:<15}{str(run['attention']):<10}"
                 f"{run['batch_size']:>6}{run['examples_per_second']:>12}"
                 f"{run['achieved_gflops']:>9}"
                 f"{run.get('fraction_of_dense_matmul', ''):>9}"

@@ -43,11 +43,13 @@ _BATCH_SIZES = flags.DEFINE_list(
     ["100", "400"],
     "Training batch sizes; the first is the one the targets use.",
 )
-_IMPLEMENTATIONS = flags.DEFINE_list(
-    "implementations",
-    ["fast"],
-    "Model implementations to time: fast (draw_tf's default) and/or "
-    "reference (the plain formulation, for comparison).",
+_VARIANTS = flags.DEFINE_list(
+    "variants",
+    ["compiled"],
+    "Training variants to time: compiled (the tf.while_loop under XLA, "
+    "train.py's default), loop (the while loop op by op), reference (the "
+    "cell called T times from Python, op by op: the plain formulation; "
+    "also times its generation).",
 )
 _SECTIONS = flags.DEFINE_list(
     "sections", list(SECTIONS), f"What to measure, of {', '.join(SECTIONS)}."
@@ -102,7 +104,7 @@ def main(argv):
     try:
         options = report_lib.Options(
             batch_sizes=[int(size) for size in _BATCH_SIZES.value],
-            implementations=list(_IMPLEMENTATIONS.value),
+            variants=list(_VARIANTS.value),
             sections=list(_SECTIONS.value),
             num_steps=_NUM_STEPS.value,
             units=_UNITS.value,

@@ -69,6 +69,7 @@ class TrainConfig:
     batch_size: int = 100
     learning_rate: float = 1e-3
     gradient_clip_norm: float = 0.0
+    jit_compile: bool = True
     num_epochs: int = 10
     train_steps: int = 0
     seed: int = 0

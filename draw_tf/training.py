@@ -142,6 +142,13 @@ class Experiment:
                 self.model, config.eval_batch_size, seed=config.seed + 1
             )
         self._train_step = tf.function(self._train_step_fn)
+        # XLA compiles one replica's forward and backward pass (the DRAW
+        # loop is a tf.while_loop, so it compiles in seconds); the
+        # all-reduce, clipping and the optimizer stay outside it.
+        self._loss_and_gradients = tf.function(
+            self._loss_and_gradients_fn,
+            jit_compile=config.jit_compile and not self.classify,
+        )
         self._weights_are_finite = tf.function(
             lambda: tf.reduce_all(
                 [
@@ -406,20 +413,12 @@ class Experiment:
             per_replica = global_batch // replicas
             first = context.replica_id_in_sync_group * per_replica
             images = images[first : first + per_replica]
-            with tf.GradientTape() as tape:
-                if self.classify:
-                    labels = labels[first : first + per_replica]
-                    terms = classification_terms(
-                        labels, self.model(images)["logits"]
-                    )
-                else:
-                    noise = noise[first : first + per_replica]
-                    terms = losses.negative_elbo(
-                        images, self.model(images, noise=noise)
-                    )
-                loss = tf.reduce_sum(terms[self.loss_key]) / global_batch
+            if self.classify:
+                labels = labels[first : first + per_replica]
+            else:
+                noise = noise[first : first + per_replica]
+            terms, gradients = self._loss_and_gradients(images, noise, labels)
             variables = self.model.trainable_variables
-            gradients = tape.gradient(loss, variables)
             if clip_norm:
                 # Clip the global gradient, not each replica's: sum it
                 # here, and let the optimizer's own sum over replicas
@@ -448,6 +447,21 @@ class Experiment:
             / global_batch
             for key, value in sums.items()
         }
+
+    def _loss_and_gradients_fn(self, images, noise, labels):
+        """One replica's loss terms and gradients (of the global mean)."""
+        with tf.GradientTape() as tape:
+            if self.classify:
+                terms = classification_terms(
+                    labels, self.model(images)["logits"]
+                )
+            else:
+                terms = losses.negative_elbo(
+                    images, self.model(images, noise=noise)
+                )
+            loss = tf.reduce_sum(terms[self.loss_key]) / self.config.batch_size
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        return terms, gradients
 
     def _report_progress(self, step, total, metrics, steps, seconds):
         config = self.config

@@ -7,7 +7,9 @@ copies of the step. They are what the fast paths are tested against.
 `unroll` (what `DrawModel.call` uses) runs the same cell calls inside one
 `tf.while_loop`, a few steps per iteration. The graph holds those few
 steps, not T, so a training step traces in seconds rather than tens of
-seconds at T = 64, for about the same speed per step (see bench/).
+seconds at T = 64, at about the same speed per step op by op; and it is
+small enough for XLA to compile in seconds, which is what makes
+train.py's default (`--jit_compile`) about 1.4x faster on CPU (bench/).
 
 `generate` (what `DrawModel.generate` uses) exploits what generation does
 not have: an encoder. The decoder's inputs z_1..z_T are known in advance
@@ -29,10 +31,13 @@ import tensorflow as tf
 
 from draw_tf import cell as cell_lib
 
-# Steps per tf.while_loop iteration in `unroll`: measured on 2 CPU cores at
-# the paper's MNIST config (bench/), 4-8 steps run as fast as a full unroll
-# and trace about 5x faster.
-DEFAULT_STEPS_PER_ITERATION = 4
+# Steps per tf.while_loop iteration in `unroll`. On 2 CPU cores at the
+# paper's MNIST config, op by op, 1, 2 and 4 steps ran within noise of each
+# other and of the full Python unroll (260-290 examples/s); under XLA 1-8
+# steps ran at 380-410. More steps trace and compile longer (1 step: 1.7 s
+# op by op, 4 s with XLA; 2 steps: 2.5 s and 5.5 s; the full unroll: 22 s
+# op by op), so one step per iteration it is.
+DEFAULT_STEPS_PER_ITERATION = 1
 
 
 def unroll(
@@ -152,8 +157,10 @@ def generate(cell, noise):
     else:
         update = cell.write_layer(hidden)
     updates = tf.reshape(update, [num_steps, -1, *cell.image_shape])
-    outputs["canvas"] = tf.cumsum(updates, axis=0)  # eq. 8
-    outputs["canvas_logits"] = outputs["canvas"][-1]
+    # eq. 8. Only what the caller fetches runs: a graph that needs c_T
+    # alone prunes the cumulative sum.
+    outputs["canvas"] = tf.cumsum(updates, axis=0)
+    outputs["canvas_logits"] = tf.reduce_sum(updates, axis=0)
     return outputs
 
 

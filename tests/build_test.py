@@ -12,11 +12,12 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("draw_tf", "export", "serving")
+PACKAGES = ("draw_tf", "export", "serving", "bench")
 BINARIES = {
     ".": ["train.py"],
     "export": ["export_saved_model.py"],
     "serving": ["client.py", "session_benchmark.py"],
+    "bench": ["run_benchmarks.py"],
 }
 
 

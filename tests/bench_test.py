@@ -1,0 +1,142 @@
+"""Tests of bench/: the FLOP formula, and one tiny end-to-end run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import draw_tf
+from bench import flops as flops_lib
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_paper_config_flops_by_hand():
+    """Table 3's MNIST model, each part counted by hand."""
+    shape = flops_lib.DrawShape(image_shape=(28, 28, 1))
+    parts = flops_lib.forward_flops_per_step(shape)
+    assert parts == {
+        "encoder_lstm": 2 * (2 * 2 * 2 + 256 + 256) * 1024,
+        "posterior": 2 * 256 * 200,
+        "decoder_lstm": 2 * (100 + 256) * 1024,
+        "read_window": 2 * 256 * 5,
+        "read_filters": 2 * 2 * 28 * 28 * 2 + 2 * 2 * 2 * 28 * 2,
+        "write": 2 * 256 * 25 + 2 * 256 * 5 + 2 * 28 * 25 + 2 * 28 * 5 * 28,
+    }
+    assert flops_lib.training_flops_per_example(shape) == 370_622_976
+
+
+def _graph_matmul_flops(model, batch=1):
+    """2 m k n summed over every (batch) matmul of the forward graph."""
+    images = tf.TensorSpec([batch, *model.image_shape], tf.float32)
+    noise = tf.TensorSpec(model.noise_shape(batch), tf.float32)
+    graph = (
+        tf.function(lambda x, e: model(x, noise=e))
+        .get_concrete_function(images, noise)
+        .graph
+    )
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in ("MatMul", "BatchMatMulV2"):
+            continue
+        a, b = (tensor.shape.as_list() for tensor in op.inputs)
+        if op.type == "MatMul":
+            rows, inner = a[::-1] if op.get_attr("transpose_a") else a
+            columns = b[0] if op.get_attr("transpose_b") else b[1]
+            total += 2 * rows * inner * columns
+        else:
+            rows, inner = a[-2:][::-1] if op.get_attr("adj_x") else a[-2:]
+            columns = b[-2] if op.get_attr("adj_y") else b[-1]
+            total += 2 * int(np.prod(a[:-2])) * rows * inner * columns
+    return total
+
+
+@pytest.mark.parametrize(
+    "image_shape,read,write",
+    [((9, 9, 1), 2, 3), ((6, 6, 3), 3, 2), ((7, 7, 1), None, None)],
+)
+def test_formula_matches_the_matmuls_in_the_graph(image_shape, read, write):
+    """The analytic count equals the matmuls TensorFlow actually runs."""
+    config = dict(
+        num_steps=3,
+        encoder_units=6,
+        decoder_units=5,
+        latent_size=4,
+        read_glimpse_size=read,
+        write_patch_size=write,
+    )
+    model = draw_tf.DrawModel(image_shape, implementation="reference", **config)
+    shape = flops_lib.DrawShape(image_shape=image_shape, **config)
+    per_step = sum(flops_lib.forward_flops_per_step(shape).values())
+    assert _graph_matmul_flops(model) == 3 * per_step
+
+
+def _run_benchmarks(*flags):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPOSITORY, "bench", "run_benchmarks.py")]
+        + list(flags),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_tiny_benchmark_reports_every_section(tmp_path):
+    output = tmp_path / "report.json"
+    result = _run_benchmarks(
+        "--num_steps=3",
+        "--units=8",
+        "--latent_size=3",
+        "--image_size=10",
+        "--batch_sizes=8,16",
+        "--variants=compiled,loop,reference",
+        "--windows=2",
+        "--steps_per_window=2",
+        "--first_step_train_steps=2",
+        "--pipeline_batches=3",
+        "--generation_requests=3",
+        "--generation_batch=4",
+        "--generation_batch_requests=2",
+        "--profile_steps=1",
+        f"--output={output}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert json.loads(output.read_text()) == report
+    assert report["device"]["device"] in ("CPU", "GPU")
+    assert report["matmul_gflops"]["dense_2048"] > 0
+    runs = report["training"]
+    assert len(runs) == 3 * 2 * 2  # variants x attention x batches
+    for run in runs:
+        assert run["examples_per_second"] > 0
+        assert np.isfinite(run["negative_elbo"])
+        assert run["achieved_gflops"] >= 0
+    profile = runs[0]["profile"]["milliseconds_per_step_by_op_type"]
+    assert profile and all(
+        entry["milliseconds"] >= 0 for entry in profile.values()
+    )
+    first = report["first_step"]
+    assert 0 < first["imports_seconds"] < first["first_step_seconds"]
+    assert first["peak_rss_mib"] > 100
+    assert report["input_pipeline"]["examples_per_second"] > 0
+    for figures in report["generation"].values():
+        assert 0 < figures["batch_1_p50_ms"] <= figures["batch_1_p99_ms"]
+        assert figures["large_batch_images_per_second"] > 0
+    assert report["targets"] == {
+        "note": "targets apply to the paper config only"
+    }
+    assert "Generation (fast" in result.stderr
+    assert "examples/s" in result.stderr
+
+
+def test_bad_options_exit_with_one_line():
+    result = _run_benchmarks("--variants=xla", "--sections=matmul")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "run_benchmarks.py: error: --variants must be among compiled, loop, "
+        "reference; got 'xla'."
+    )
