@@ -89,8 +89,8 @@ _GENERATION_BATCH_REQUESTS = flags.DEFINE_integer(
 _PROFILE_STEPS = flags.DEFINE_integer(
     "profile_steps",
     0,
-    "If > 0, profile that many training steps (first batch size, with "
-    "attention) and report op time by type.",
+    "If > 0, profile that many training steps of each variant (first "
+    "batch size, with attention) and report op time by type.",
     lower_bound=0,
 )
 _OUTPUT = flags.DEFINE_string("output", "", "Also write the JSON here.")
