@@ -3,7 +3,9 @@
 Runs a few steps under `tf.profiler`, reads the host trace it writes
 (XSpace protobuf) and sums the durations of the TensorFlow op events by
 op type. Executor threads overlap, so the shares are of the summed op
-time, not of wall time.
+time, not of wall time. Under XLA the compiled program shows up as a few
+launch events (Execute, Start, ...), not as the TF ops it fused; profile an
+op-by-op variant to see those.
 """
 
 import collections

@@ -13,6 +13,11 @@ step, `[batch, T, latent_size]`) or a stateless `seed` (`[2]` ints), or
 falls back on the model's `keras.random.SeedGenerator`. With a seed, the
 noise is folded with the replica id under a `tf.distribute` strategy, so
 replicas draw different noise from one seed.
+
+How the T steps run is `draw_tf.unrolling`'s business: by default a
+tf.while_loop for inference and a fused decoder for generation;
+`implementation="reference"` calls the cell T times from Python. Both give
+the same numbers from the same variables.
 """
 
 from collections.abc import Sequence
