@@ -176,16 +176,7 @@ def training_throughput(
     splits = data_lib.load_splits(config)
     experiment = training.Experiment(config, strategy, splits)
     experiment.model.implementation = implementation  # before any trace
-    dataset = data_lib.train_dataset(
-        splits.train,
-        config.batch_size,
-        (config.num_steps, config.latent_size),
-        config.seed,
-        0,
-        4,
-        splits.dynamic_binarization,
-    )
-    batches = list(dataset)
+    batches = list(_training_batches(config, splits, 4))
     start = time.perf_counter()
     metrics = experiment.train_step(batches[0])
     loss = float(metrics["negative_elbo"])
@@ -224,16 +215,7 @@ def input_pipeline_throughput(
 ) -> dict:
     """Examples/s of `data.train_dataset` alone (binarization and noise)."""
     splits = data_lib.load_splits(config)
-    dataset = data_lib.train_dataset(
-        splits.train,
-        config.batch_size,
-        (config.num_steps, config.latent_size),
-        config.seed,
-        0,
-        batches + 5,
-        splits.dynamic_binarization,
-    )
-    iterator = iter(dataset)
+    iterator = iter(_training_batches(config, splits, batches + 5))
     for _ in range(5):  # warm-up, and the prefetch buffer fills
         next(iterator)
     start = time.perf_counter()
@@ -244,6 +226,19 @@ def input_pipeline_throughput(
     return {
         "examples_per_second": round(batches * config.batch_size / seconds, 1)
     }
+
+
+def _training_batches(config, splits, count) -> tf.data.Dataset:
+    """The first `count` global batches train.py would train on."""
+    return data_lib.train_dataset(
+        splits.train,
+        config.batch_size,
+        (config.num_steps, config.latent_size),
+        config.seed,
+        0,
+        count,
+        splits.dynamic_binarization,
+    )
 
 
 def generation_latency(
@@ -280,6 +275,31 @@ def generation_latency(
     return figures
 
 
+# The fields of a `paper_config` that `first_training_step` passes to
+# train.py as flags.
+_TRAIN_FLAGS = (
+    "workdir",
+    "dataset",
+    "synthetic_image_size",
+    "num_steps",
+    "encoder_units",
+    "decoder_units",
+    "latent_size",
+    "attention",
+    "read_glimpse_size",
+    "write_patch_size",
+    "batch_size",
+    "jit_compile",
+    "train_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "importance_samples",
+    "num_pictures",
+    "max_eval_examples",
+)
+
+
 def first_training_step(
     config: config_lib.TrainConfig, train_steps: int = 10
 ) -> dict:
@@ -296,27 +316,18 @@ def first_training_step(
       first_step_after_imports_seconds, and peak_rss_mib.
     """
     with tempfile.TemporaryDirectory() as workdir:
-        flags = [
-            f"--workdir={workdir}",
-            "--dataset=synthetic",
-            f"--synthetic_image_size={config.synthetic_image_size}",
-            f"--num_steps={config.num_steps}",
-            f"--encoder_units={config.encoder_units}",
-            f"--decoder_units={config.decoder_units}",
-            f"--latent_size={config.latent_size}",
-            f"--attention={config.attention}",
-            f"--read_glimpse_size={config.read_glimpse_size}",
-            f"--write_patch_size={config.write_patch_size}",
-            f"--batch_size={config.batch_size}",
-            f"--jit_compile={config.jit_compile}",
-            f"--train_steps={train_steps}",
-            "--log_every_steps=1",
-            f"--eval_every_steps={train_steps}",
-            f"--checkpoint_every_steps={train_steps}",
-            "--importance_samples=0",
-            "--num_pictures=0",
-            "--max_eval_examples=128",
-        ]
+        run = dataclasses.replace(
+            config,
+            workdir=workdir,
+            train_steps=train_steps,
+            log_every_steps=1,
+            eval_every_steps=train_steps,
+            checkpoint_every_steps=train_steps,
+            importance_samples=0,
+            num_pictures=0,
+            max_eval_examples=128,
+        )
+        flags = [f"--{name}={getattr(run, name)}" for name in _TRAIN_FLAGS]
         environment = dict(os.environ, PYTHONUNBUFFERED="1")
         start = time.perf_counter()
         process = subprocess.Popen(
