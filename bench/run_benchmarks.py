@@ -102,8 +102,14 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # the export's INFO lines
     try:
+        output_directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
+        if _OUTPUT.value and not os.path.isdir(output_directory):
+            raise ValueError(
+                f"--output={_OUTPUT.value}: directory {output_directory} "
+                "does not exist."
+            )
         options = report_lib.Options(
-            batch_sizes=[int(size) for size in _BATCH_SIZES.value],
+            batch_sizes=_integers("batch_sizes", _BATCH_SIZES.value),
             variants=list(_VARIANTS.value),
             sections=list(_SECTIONS.value),
             num_steps=_NUM_STEPS.value,
@@ -129,6 +135,17 @@ def main(argv):
         with open(_OUTPUT.value, "w") as file:
             file.write(text + "\n")
     print(text)
+
+
+def _integers(name: str, values: list[str]) -> list[int]:
+    """A list flag's values as ints; ValueError naming the flag."""
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise ValueError(
+            f"--{name} must be a comma-separated list of integers; got "
+            f"{','.join(values)!r}."
+        ) from None
 
 
 if __name__ == "__main__":

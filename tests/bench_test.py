@@ -133,10 +133,28 @@ def test_tiny_benchmark_reports_every_section(tmp_path):
     assert "examples/s" in result.stderr
 
 
-def test_bad_options_exit_with_one_line():
-    result = _run_benchmarks("--variants=xla", "--sections=matmul")
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        (
+            "--variants=xla",
+            "--variants must be among compiled, loop, reference; got 'xla'.",
+        ),
+        (
+            "--batch_sizes=100,abc",
+            "--batch_sizes must be a comma-separated list of integers; got "
+            "'100,abc'.",
+        ),
+        (
+            "--output=/no/such/dir/report.json",
+            "--output=/no/such/dir/report.json: directory /no/such/dir does "
+            "not exist.",
+        ),
+    ],
+)
+def test_bad_options_exit_with_one_line(flag, message):
+    result = _run_benchmarks(flag, "--sections=matmul")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "run_benchmarks.py: error: --variants must be among compiled, loop, "
-        "reference; got 'xla'."
+        f"run_benchmarks.py: error: {message}"
     )
