@@ -8,7 +8,7 @@ with one line on stderr and exit status 2.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -121,7 +121,29 @@ flags.DEFINE_integer(
     "replicas, at most the training set size.",
 )
 flags.DEFINE_float(
-    "learning_rate", _DEFAULTS.learning_rate, "Adam learning rate; > 0."
+    "learning_rate",
+    _DEFAULTS.learning_rate,
+    "Adam's (peak) learning rate; > 0.",
+)
+flags.DEFINE_enum(
+    "learning_rate_schedule",
+    _DEFAULTS.learning_rate_schedule,
+    config_lib.LEARNING_RATE_SCHEDULES,
+    "constant: --learning_rate throughout; cosine: decays from "
+    "--learning_rate to --learning_rate_final_fraction of it over the "
+    "run's steps (--num_epochs or --train_steps). Both after the warmup. "
+    "A function of the step alone, so a resumed run takes the same rates.",
+)
+flags.DEFINE_integer(
+    "learning_rate_warmup_steps",
+    _DEFAULTS.learning_rate_warmup_steps,
+    "Steps of linear warmup to --learning_rate; >= 0, below the run's "
+    "steps for a cosine.",
+)
+flags.DEFINE_float(
+    "learning_rate_final_fraction",
+    _DEFAULTS.learning_rate_final_fraction,
+    "The cosine's final rate as a fraction of --learning_rate; in [0, 1].",
 )
 flags.DEFINE_float(
     "gradient_clip_norm",
@@ -194,6 +216,43 @@ flags.DEFINE_integer(
     _DEFAULTS.num_pictures,
     "Samples in the pictures; 0 for no pictures.",
 )
+flags.DEFINE_string(
+    "pretrained",
+    _DEFAULTS.pretrained,
+    "With --mode=evaluate or draw: use this shipped model (see "
+    "draw_tf.pretrained.names()) instead of the workdir's checkpoints; its "
+    "training flags are the defaults, flags given here override them.",
+)
+
+
+def _config_values() -> dict:
+    """The TrainConfig fields from the flags (and a shipped model's)."""
+    fields = config_lib.TrainConfig.__dataclass_fields__
+    values = {
+        field: FLAGS[field].value if FLAGS[field].value is not None else ""
+        for field in fields
+    }
+    if FLAGS.pretrained:
+        from draw_tf import pretrained
+
+        try:
+            shipped = pretrained.record(FLAGS.pretrained)["config"]
+        except pretrained.UnknownModelError as error:
+            raise config_lib.ConfigError(f"--pretrained: {error}") from None
+        for field in fields:
+            if field in shipped and not FLAGS[field].present:
+                values[field] = shipped[field]
+        if not FLAGS["data_dir"].present and shipped.get("data_dir"):
+            # Shipped relative to the repository root.
+            values["data_dir"] = os.path.join(
+                os.path.dirname(os.path.abspath(__file__)), shipped["data_dir"]
+            )
+        values.update(
+            workdir=FLAGS.workdir or "",
+            mode=FLAGS.mode,
+            pretrained=FLAGS.pretrained,
+        )
+    return values
 
 
 def main(argv):
@@ -202,13 +261,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     logging.info("Imports done; building the run.")
-    config = config_lib.TrainConfig(
-        **{
-            field: FLAGS[field].value if FLAGS[field].value is not None else ""
-            for field in config_lib.TrainConfig.__dataclass_fields__
-        }
-    )
     try:
+        config = config_lib.TrainConfig(**_config_values())
         config.validate()
         # Logical devices must exist before TensorFlow runs anything.
         if not os.environ.get("TF_CONFIG"):

@@ -23,11 +23,12 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
 from bench import report as report_lib  # noqa: E402
 
 SECTIONS = (

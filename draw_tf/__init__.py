@@ -7,10 +7,17 @@ The public API, re-exported flat:
 - Attention layers (eqs. 17-29): `AttentiveRead`, `AttentiveWrite`,
   `FullImageRead`, `DenseWrite`, `AttentionWindowHead`, and the filterbank
   functions.
+- `pretrained`: the models shipped with the package,
+  `draw_tf.pretrained.load(name)`.
 - Losses (eqs. 9-12): `negative_elbo`, `mean_negative_elbo`,
   `reconstruction_loss`, `latent_loss_per_step`.
 """
 
+from draw_tf import startup
+
+startup.quiet_tensorflow_import()  # before any module imports TensorFlow
+
+from draw_tf import pretrained
 from draw_tf.attention import (
     WINDOW_PARAMETER_NAMES,
     AttentionWindowHead,
@@ -49,6 +56,7 @@ __all__ = [
     "latent_loss_per_step",
     "mean_negative_elbo",
     "negative_elbo",
+    "pretrained",
     "reconstruction_loss",
     "standard_normal_noise",
 ]

@@ -24,6 +24,7 @@ COMPOSITE_DATASETS = ("two_digit_mnist", "cluttered_mnist")
 TASKS = ("generate", "classify")
 BINARIZATIONS = ("static", "dynamic", "none")
 MODES = ("train", "evaluate", "draw")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 # The fields that fix the model's variables: a workdir's checkpoint can
 # only be restored into a model with the same values.
@@ -68,6 +69,9 @@ class TrainConfig:
     write_patch_size: int = 5
     batch_size: int = 100
     learning_rate: float = 1e-3
+    learning_rate_schedule: str = "constant"
+    learning_rate_warmup_steps: int = 0
+    learning_rate_final_fraction: float = 0.01
     gradient_clip_norm: float = 0.0
     jit_compile: bool = True
     num_epochs: int = 10
@@ -81,6 +85,7 @@ class TrainConfig:
     importance_samples: int = 10
     num_cpu_devices: int = 0
     num_pictures: int = 16
+    pretrained: str = ""
 
     def validate(self) -> "TrainConfig":
         """Checks every field; raises ConfigError naming the bad flag."""
@@ -88,6 +93,11 @@ class TrainConfig:
         _check_choice("task", self.task, TASKS)
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("binarization", self.binarization, BINARIZATIONS)
+        _check_choice(
+            "learning_rate_schedule",
+            self.learning_rate_schedule,
+            LEARNING_RATE_SCHEDULES,
+        )
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory to write to.")
         for name in (
@@ -111,6 +121,7 @@ class TrainConfig:
             "num_cpu_devices",
             "num_pictures",
             "num_epochs",
+            "learning_rate_warmup_steps",
         ):
             _check_int(name, getattr(self, name), minimum=0)
         if self.attention or self.task == "classify":
@@ -134,10 +145,21 @@ class TrainConfig:
             raise ConfigError(
                 f"--learning_rate must be > 0; got {self.learning_rate}."
             )
+        if not 0 <= self.learning_rate_final_fraction <= 1:
+            raise ConfigError(
+                "--learning_rate_final_fraction must be in [0, 1] (the "
+                "cosine's final rate over --learning_rate); got "
+                f"{self.learning_rate_final_fraction}."
+            )
         if not self.gradient_clip_norm >= 0:
             raise ConfigError(
                 "--gradient_clip_norm must be >= 0 (0 turns clipping off); "
                 f"got {self.gradient_clip_norm}."
+            )
+        if self.pretrained and self.mode == "train":
+            raise ConfigError(
+                f"--pretrained={self.pretrained} evaluates or draws a shipped "
+                "model; add --mode=evaluate or --mode=draw."
             )
         if self.mode == "train" and self.num_epochs == 0 == self.train_steps:
             raise ConfigError(

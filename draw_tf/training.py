@@ -9,6 +9,7 @@ A run lives in `--workdir`:
     eval/test.json        the test-set bounds (mode=evaluate, end of train)
     tensorboard/          TensorBoard summaries
     pictures/             samples and the canvas drawn step by step
+    machines.jsonl        the CPU kind of every (re)start of training
 
 Training batches and noise are a function of (seed, step) (see
 `draw_tf.data`), so a run killed at any moment and started again with the
@@ -33,7 +34,14 @@ import tensorflow as tf
 from absl import logging
 
 from draw_tf import data as data_lib
-from draw_tf import distribution, evaluation, losses, pictures
+from draw_tf import (
+    distribution,
+    evaluation,
+    losses,
+    machine,
+    pictures,
+    schedules,
+)
 from draw_tf.classifier import DrawClassifier, classification_terms
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
 from draw_tf.model import DrawModel
@@ -67,7 +75,9 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None):
         results = experiment.evaluate_test()
         experiment.draw()
         return results
-    if not experiment.restore_for_evaluation():
+    if config.pretrained:
+        experiment.load_pretrained(config.pretrained)
+    elif not experiment.restore_for_evaluation():
         raise ConfigError(
             f"--workdir={config.workdir} has no checkpoint to "
             f"{config.mode} from; train first (--mode=train)."
@@ -113,7 +123,8 @@ class Experiment:
             self.model = model_class(
                 **config.model_kwargs(splits.image_shape), name="draw"
             )
-            self.optimizer = keras.optimizers.Adam(config.learning_rate)
+            self.learning_rate_schedule = self._learning_rate()
+            self.optimizer = keras.optimizers.Adam(self.learning_rate_schedule)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.best_validation = tf.Variable(
@@ -185,6 +196,30 @@ class Experiment:
             return self.config.train_steps
         return self.config.num_epochs * self.steps_per_epoch
 
+    def _learning_rate(self) -> schedules.LearningRateSchedule:
+        """The config's schedule over `total_steps`."""
+        config = self.config
+        if (
+            config.learning_rate_schedule == "cosine"
+            and config.learning_rate_warmup_steps >= self.total_steps
+        ):
+            raise ConfigError(
+                f"--learning_rate_warmup_steps="
+                f"{config.learning_rate_warmup_steps} must be below the "
+                f"run's {self.total_steps} steps for a cosine schedule."
+            )
+        return schedules.LearningRateSchedule(
+            config.learning_rate,
+            max(self.total_steps, 1),
+            kind=config.learning_rate_schedule,
+            warmup_steps=config.learning_rate_warmup_steps,
+            final_fraction=config.learning_rate_final_fraction,
+        )
+
+    def learning_rate_at(self, step: int) -> float:
+        """The rate of the update that takes training from `step` to +1."""
+        return float(self.learning_rate_schedule(step))
+
     def restore(self, manager_name: str = "checkpoints") -> str | None:
         """Restores the newest checkpoint of a manager, if there is one."""
         # The chief's directory, on every worker.
@@ -212,6 +247,44 @@ class Experiment:
             )
         return path
 
+    def load_pretrained(self, name: str) -> None:
+        """Loads a shipped model's weights (`draw_tf.pretrained`).
+
+        Raises:
+          ConfigError: if the name is unknown or its architecture is not
+            this run's.
+        """
+        from draw_tf import pretrained  # the shipped files, on demand
+
+        try:
+            shipped = pretrained.record(name)
+        except pretrained.UnknownModelError as error:
+            raise ConfigError(f"--pretrained: {error}") from None
+        ours = dict(
+            self.config.architecture(),
+            image_shape=[int(size) for size in self.splits.image_shape],
+        )
+        theirs = dict(
+            shipped["architecture"], image_shape=shipped["image_shape"]
+        )
+        if ours != theirs:
+            differences = "; ".join(
+                f"{key}={theirs.get(key)!r} shipped, {value!r} asked"
+                for key, value in ours.items()
+                if theirs.get(key) != value
+            )
+            raise ConfigError(
+                f"--pretrained={name} is another model than the flags ask "
+                f"for ({differences}); drop the model flags to use its own."
+            )
+        self.model.load_weights(
+            os.path.join(pretrained.path(name), pretrained.WEIGHTS_FILE)
+        )
+        self.step.assign(shipped["steps"])
+        logging.info(
+            "Using pretrained model %s (step %d).", name, shipped["steps"]
+        )
+
     def train(self) -> None:
         """Trains to `total_steps`, resuming from the latest checkpoint.
 
@@ -233,6 +306,7 @@ class Experiment:
             )
         start = int(self.step.numpy())
         total = self.total_steps
+        self._record_machine(start)
         logging.info(
             "%s at step %d of %d (%d steps per epoch, %d replicas).",
             f"Resuming from {restored}" if restored else "Starting",
@@ -280,6 +354,24 @@ class Experiment:
                 interval_start = time.perf_counter()
         if start >= total:
             logging.info("Already trained to step %d.", total)
+
+    def _record_machine(self, start: int) -> None:
+        """Appends this machine to `<workdir>/machines.jsonl`.
+
+        A long run may resume on machines of other kinds; a shipped model
+        names every CPU kind it trained on.
+        """
+        if not self.is_chief:
+            return
+        entry = dict(
+            machine.cpu_description(),
+            start_step=start,
+            unix_time=round(time.time()),
+            replicas=self.strategy.num_replicas_in_sync,
+        )
+        path = os.path.join(self.config.workdir, "machines.jsonl")
+        with open(path, "a") as file:
+            file.write(json.dumps(entry, sort_keys=True) + "\n")
 
     def train_step(self, batch: dict) -> dict:
         """One global step (forward, backward, optimizer update).
@@ -478,12 +570,14 @@ class Experiment:
                 f"{float(metrics['reconstruction_loss']):.2f} + L^z "
                 f"{float(metrics['latent_loss']):.2f} nats"
             )
+        learning_rate = self.learning_rate_at(step - 1)
         logging.info(
-            "step %d/%d (epoch %.2f) | %s | %.0f examples/s | ETA %s",
+            "step %d/%d (epoch %.2f) | %s | lr %.3g | %.0f examples/s | ETA %s",
             step,
             total,
             step / self.steps_per_epoch,
             summary,
+            learning_rate,
             examples_per_second,
             _duration(eta),
         )
@@ -495,6 +589,7 @@ class Experiment:
                 else:
                     tf.summary.scalar(f"train/{key}", value)
             tf.summary.scalar("train/examples_per_second", examples_per_second)
+            tf.summary.scalar("train/learning_rate", learning_rate)
 
     def _validate(self, step: int) -> None:
         results = self._evaluate(

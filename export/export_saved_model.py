@@ -1,6 +1,8 @@
-"""Exports a training workdir's DRAW model as a SavedModel for TF Serving.
+"""Exports a DRAW model as a SavedModel for TF Serving.
 
     python export/export_saved_model.py --workdir=runs/mnist_attention \
+        --export_base=exported
+    python export/export_saved_model.py --pretrained=mnist_attention \
         --export_base=exported
 
 writes exported/draw/<version>/. Flags only; the work is in
@@ -10,18 +12,24 @@ export_saved_model_lib.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
 from export import export_saved_model_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
     "workdir",
-    None,
-    "Training workdir (config.json and checkpoints).",
-    required=True,
+    "",
+    "Training workdir (config.json and checkpoints); or --pretrained.",
+)
+_PRETRAINED = flags.DEFINE_string(
+    "pretrained",
+    "",
+    "A shipped model to export instead of a workdir's (see "
+    "draw_tf.pretrained.names()).",
 )
 _EXPORT_BASE = flags.DEFINE_string(
     "export_base",
@@ -61,6 +69,7 @@ def main(argv):
             _MODEL_NAME.value,
             _VERSION.value,
             _CHECKPOINT.value,
+            pretrained_name=_PRETRAINED.value,
         )
     except export_saved_model_lib.ExportError as error:
         print(f"export_saved_model.py: error: {error}", file=sys.stderr)

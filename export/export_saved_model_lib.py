@@ -235,12 +235,33 @@ def load_model(workdir: str, checkpoint: str = "") -> tuple:
     return model, path, int(step.numpy())
 
 
+def load_pretrained(name: str) -> tuple:
+    """A shipped model (`draw_tf.pretrained`), as `load_model` returns.
+
+    Raises:
+      ExportError: if the name is unknown or names a classifier.
+    """
+    from draw_tf import pretrained
+
+    try:
+        model = pretrained.load(name)
+    except pretrained.UnknownModelError as error:
+        raise ExportError(f"--pretrained: {error}") from None
+    if not isinstance(model, draw_tf.DrawModel):
+        raise ExportError(
+            f"--pretrained={name} is a classifier; the serving export is "
+            "for DRAW generative models."
+        )
+    return model, f"pretrained:{name}", int(pretrained.record(name)["steps"])
+
+
 def export(
     workdir: str,
     export_base: str,
     model_name: str = "draw",
     version: int | None = None,
     checkpoint: str = "",
+    pretrained_name: str = "",
 ) -> str:
     """Exports a training workdir's model for TF Serving.
 
@@ -253,6 +274,8 @@ def export(
         that a newer export is a higher version.
       checkpoint: a checkpoint prefix to export instead of the workdir's
         best (or latest) one.
+      pretrained_name: export this shipped model (`draw_tf.pretrained`)
+        instead of a workdir's.
 
     Returns:
       The version directory written.
@@ -267,7 +290,15 @@ def export(
     version = int(time.time()) if version is None else version
     if version < 0:
         raise ExportError(f"--version must be >= 0; got {version}.")
-    model, path, step = load_model(workdir, checkpoint)
+    if bool(workdir) == bool(pretrained_name):
+        raise ExportError(
+            "Give one of --workdir (a training workdir) or --pretrained (a "
+            "shipped model's name)."
+        )
+    if pretrained_name:
+        model, path, step = load_pretrained(pretrained_name)
+    else:
+        model, path, step = load_model(workdir, checkpoint)
     model_dir = os.path.join(export_base, model_name)
     final = os.path.join(model_dir, str(version))
     if tf.io.gfile.exists(final):

@@ -11,11 +11,12 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
 from serving.generation_timing import time_generation  # noqa: E402
 from serving.session_predictor import SessionPredictor  # noqa: E402
 

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("draw_tf", "export", "serving", "bench")
 BINARIES = {
     ".": ["train.py"],
-    "export": ["export_saved_model.py"],
+    "export": ["export_saved_model.py", "ship_pretrained.py"],
     "serving": ["client.py", "session_benchmark.py"],
     "bench": ["run_benchmarks.py"],
 }

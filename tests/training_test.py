@@ -342,6 +342,7 @@ def test_train_binary_dry_run_on_two_replicas(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replicas" in result.stderr
     assert "examples/s" in result.stderr and "ETA" in result.stderr
+    assert "| lr 0.001 |" in result.stderr
     test = json.loads((workdir / "eval" / "test.json").read_text())
     assert test["split"] == "test" and test["num_examples"] == 32
     for key in ("negative_elbo", "importance_weighted_bound"):
@@ -392,6 +393,9 @@ def test_resume_after_sigkill_loses_nothing(tmp_path):
     args = [
         *TINY_FLAGS,
         "--train_steps=1500",
+        # Killed mid-schedule: the resumed run must take the same rates.
+        "--learning_rate_schedule=cosine",
+        "--learning_rate_warmup_steps=50",
         "--checkpoint_every_steps=100",
         "--eval_every_steps=100000",
         "--num_pictures=0",

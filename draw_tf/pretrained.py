@@ -1,0 +1,111 @@
+"""Models trained by this package and shipped with it, loaded offline.
+
+    import draw_tf.pretrained
+    draw_tf.pretrained.names()                  # ["mnist_attention", ...]
+    model = draw_tf.pretrained.load("mnist_attention")
+    model.generate(batch_size=16, seed=[1, 2])["images"]   # [16, 28, 28, 1]
+    draw_tf.pretrained.record("mnist_attention")["test"]["negative_elbo"]
+
+Each model is a directory `draw_tf/pretrained_models/<name>/`:
+
+    model.weights.h5  the Keras weights (`model.save_weights`)
+    record.json       how it was made and what it measures: the run's
+                      config, its architecture and image shape, the test
+                      bounds (nats per image; error rate for a classifier),
+                      steps, epochs, wall time, the CPU kinds it trained on,
+                      the validation curve, the commands that reproduce it,
+                      and the bound on a fixed test subset that the tests
+                      check the shipped weights against.
+
+Written by `python export/ship_pretrained.py` from a training workdir.
+"""
+
+import json
+import os
+
+from draw_tf import config as config_lib
+from draw_tf.classifier import DrawClassifier
+from draw_tf.model import DrawModel
+
+DIRECTORY = os.path.join(os.path.dirname(__file__), "pretrained_models")
+WEIGHTS_FILE = "model.weights.h5"
+RECORD_FILE = "record.json"
+
+
+class UnknownModelError(ValueError):
+    """No shipped model has this name."""
+
+
+def names() -> list[str]:
+    """The shipped models' names, sorted."""
+    if not os.path.isdir(DIRECTORY):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(DIRECTORY)
+        if os.path.isfile(os.path.join(DIRECTORY, name, WEIGHTS_FILE))
+    )
+
+
+def path(name: str) -> str:
+    """The directory of a shipped model.
+
+    Raises:
+      UnknownModelError: naming the models there are.
+    """
+    if name not in names():
+        raise UnknownModelError(
+            f"No pretrained model {name!r}; shipped: "
+            f"{', '.join(names()) or 'none'}."
+        )
+    return os.path.join(DIRECTORY, name)
+
+
+def record(name: str) -> dict:
+    """The model's record.json: config, test bounds, training, commands."""
+    with open(os.path.join(path(name), RECORD_FILE)) as file:
+        return json.load(file)
+
+
+def train_config(name: str, **overrides) -> config_lib.TrainConfig:
+    """The TrainConfig the model was trained with; `overrides` win."""
+    values = dict(record(name)["config"])
+    values.update(overrides)
+    fields = config_lib.TrainConfig.__dataclass_fields__
+    return config_lib.TrainConfig(
+        **{key: value for key, value in values.items() if key in fields}
+    )
+
+
+def build(architecture: dict, image_shape) -> DrawModel | DrawClassifier:
+    """An untrained model of a record's architecture and image shape."""
+    config = config_lib.TrainConfig(
+        workdir="-",
+        **{
+            key: value
+            for key, value in architecture.items()
+            if key in config_lib.TrainConfig.__dataclass_fields__
+        },
+    )
+    model_class = DrawClassifier if config.task == "classify" else DrawModel
+    return model_class(**config.model_kwargs(image_shape), name="draw")
+
+
+def load(name: str) -> DrawModel | DrawClassifier:
+    """The shipped model `name`, built, with its trained weights.
+
+    Args:
+      name: one of `names()`.
+
+    Returns:
+      A `DrawModel` (or, for a classifier, a `DrawClassifier`) in
+      inference use: `model(images)`, `model.generate(...)`.
+
+    Raises:
+      UnknownModelError: if no model has this name.
+    """
+    directory = path(name)
+    shipped = record(name)
+    model = build(shipped["architecture"], shipped["image_shape"])
+    model.load_weights(os.path.join(directory, WEIGHTS_FILE))
+    return model

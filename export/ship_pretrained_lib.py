@@ -1,0 +1,231 @@
+"""Ships a trained workdir's model with the package (`draw_tf.pretrained`).
+
+Writes `draw_tf/pretrained_models/<name>/` (or under `--output_dir`):
+`model.weights.h5` and `record.json`, the latter with the test bounds
+measured here on the whole test split, the bound of a fixed test subset
+(what the tests check the shipped weights against), the training steps,
+epochs, wall time and the CPU kinds it trained on (`machines.jsonl`), the
+validation curve and the commands that reproduce it all.
+
+The directory is written beside its final place and renamed into it, so a
+failed ship leaves the shipped model as it was.
+"""
+
+import dataclasses
+import datetime
+import glob
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from draw_tf import config as config_lib
+from draw_tf import data as data_lib
+from draw_tf import distribution, machine, pretrained, training
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A downtime longer than this between two summaries is not training time.
+_MAX_SUMMARY_GAP_SECONDS = 15 * 60
+# The paper's test numbers (Table 1, Table 2) where it gives one.
+PAPER_RESULTS = {
+    ("generate", "mnist", True): {"negative_elbo": 80.97},
+    ("generate", "mnist", False): {"negative_elbo": 87.40},
+    ("classify", "cluttered_mnist", True): {"error_rate": 0.0336},
+}
+
+
+class ShipError(config_lib.ConfigError):
+    """The workdir can't be shipped: a one-line error."""
+
+
+def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
+    """The TrainConfig a workdir was trained with (its config.json)."""
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as file:
+            saved = json.load(file)["config"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ShipError(
+            f"--workdir={workdir}: no readable config.json ({error})."
+        ) from None
+    fields = config_lib.TrainConfig.__dataclass_fields__
+    values = {key: value for key, value in saved.items() if key in fields}
+    values.update(overrides)
+    return config_lib.TrainConfig(**values).validate()
+
+
+def training_wall_seconds(workdir: str) -> float:
+    """Seconds of training in the workdir's TensorBoard events.
+
+    The sum of the gaps between consecutive events, leaving out gaps over
+    15 minutes (the run was stopped), so it counts training, validation
+    and checkpoints, not the time between a kill and the resume.
+    """
+    times = []
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*")):
+        for raw in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            if event.HasField("summary"):
+                times.append(event.wall_time)
+    times.sort()
+    return float(
+        sum(
+            later - earlier
+            for earlier, later in zip(times, times[1:], strict=False)
+            if later - earlier <= _MAX_SUMMARY_GAP_SECONDS
+        )
+    )
+
+
+def _json_lines(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def _repository_relative(path: str) -> str:
+    """A path inside or beside the repository, relative to its root."""
+    if not path or not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path, REPOSITORY)
+    return relative if relative.count("..") <= 1 else path
+
+
+def ship(
+    workdir: str,
+    name: str,
+    *,
+    data_dir: str = "",
+    checkpoint: str = "",
+    importance_samples: int = 100,
+    subset_size: int = 200,
+    train_command: str = "",
+    description: str = "",
+    output_dir: str = pretrained.DIRECTORY,
+) -> dict:
+    """Evaluates a workdir's best checkpoint and ships it as `name`.
+
+    Args:
+      workdir: a training workdir.
+      name: the shipped model's name (a directory name).
+      data_dir: the MNIST idx directory, if not the workdir config's.
+      checkpoint: a checkpoint prefix instead of the best (or latest).
+      importance_samples: k of the importance-weighted test bound (DRAW).
+      subset_size: the first this many test images make the fixed subset.
+      train_command: the command that trained it, for the record.
+      description: one line on what the model is.
+      output_dir: where the model directories are.
+
+    Returns:
+      The record written.
+
+    Raises:
+      ShipError: on a bad name, workdir or checkpoint.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ShipError(f"--name={name!r} must be a plain directory name.")
+    overrides = dict(mode="evaluate", max_eval_examples=0)
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    config = read_workdir_config(workdir, **overrides)
+    splits = data_lib.load_splits(config)
+    experiment = training.Experiment(
+        config, distribution.make_strategy(), splits
+    )
+    if checkpoint:
+        try:
+            experiment.checkpoint.restore(
+                checkpoint
+            ).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            raise ShipError(
+                f"--checkpoint={checkpoint}: {str(error).splitlines()[0]}"
+            ) from None
+        used = checkpoint
+    else:
+        used = experiment.restore_for_evaluation()
+    if not used:
+        raise ShipError(f"--workdir={workdir} has no checkpoint to ship.")
+    steps = int(experiment.step.numpy())
+    experiment.config = dataclasses.replace(
+        config, importance_samples=importance_samples
+    )
+    classify = config.task == "classify"
+    test = experiment._evaluate(
+        splits.test,
+        splits.test_labels,
+        0 if classify else importance_samples,
+    )
+    subset = experiment._evaluate(
+        splits.test[:subset_size],
+        None
+        if splits.test_labels is None
+        else splits.test_labels[:subset_size],
+    )
+    shipped_config = dict(
+        dataclasses.asdict(config),
+        workdir="",
+        mode="train",
+        data_dir=_repository_relative(config.data_dir),
+    )
+    architecture = config.architecture()
+    record = {
+        "name": name,
+        "description": description,
+        "shipped": datetime.date.today().isoformat(),
+        "checkpoint": os.path.basename(used),
+        "steps": steps,
+        "epochs": round(steps / experiment.steps_per_epoch, 2),
+        "training_wall_hours": round(training_wall_seconds(workdir) / 3600, 2),
+        "machines": _json_lines(os.path.join(workdir, "machines.jsonl")),
+        "shipped_on": machine.cpu_description(),
+        "architecture": architecture,
+        "image_shape": [int(size) for size in splits.image_shape],
+        "config": shipped_config,
+        "test": test,
+        "subset": dict(subset, evaluator_seed=config.seed + 1),
+        "paper": PAPER_RESULTS.get(
+            (config.task, config.dataset, bool(config.attention)), {}
+        ),
+        "validation_curve": [
+            {
+                key: entry[key]
+                for key in ("step", experiment.selection_key)
+                if key in entry
+            }
+            for entry in _json_lines(
+                os.path.join(workdir, "eval", "validation.jsonl")
+            )
+        ],
+        "commands": {
+            "train": train_command,
+            "evaluate": (
+                f"python train.py --pretrained={name} --mode=evaluate "
+                f"--importance_samples={importance_samples} "
+                f"--workdir=runs/pretrained_{name}"
+            ),
+            "draw": (
+                f"python train.py --pretrained={name} --mode=draw "
+                f"--workdir=runs/pretrained_{name}"
+            ),
+            "export": (
+                f"python export/export_saved_model.py --pretrained={name} "
+                "--export_base=exported"
+            ),
+        },
+    }
+    final = os.path.join(output_dir, name)
+    staging = os.path.join(output_dir, f".tmp-{name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    experiment.model.save_weights(
+        os.path.join(staging, pretrained.WEIGHTS_FILE)
+    )
+    with open(os.path.join(staging, pretrained.RECORD_FILE), "w") as file:
+        json.dump(record, file, indent=2, sort_keys=True)
+        file.write("\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(staging, final)
+    return record

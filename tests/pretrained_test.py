@@ -1,0 +1,219 @@
+"""Tests of the shipped models and of shipping one.
+
+Every model in draw_tf/pretrained_models loads, its bound on the fixed
+test subset equals the one recorded when it was shipped, and its export
+(`--pretrained`) serves the same images through the TF Serving path. The
+shipping tool is tested on the tiny model.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import draw_tf
+from draw_tf import config as config_lib
+from draw_tf import data, distribution, pretrained, training
+from export import export_saved_model_lib, ship_pretrained_lib
+from serving.session_predictor import SessionPredictor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
+SHIPPED = pretrained.names()
+
+
+def _subset_results(name, workdir):
+    """The shipped model's bound on its record's fixed test subset."""
+    record = pretrained.record(name)
+    subset = record["subset"]
+    config = pretrained.train_config(
+        name,
+        workdir=str(workdir),
+        mode="evaluate",
+        data_dir=str(MNIST),
+        pretrained=name,
+        max_eval_examples=subset["num_examples"],
+    )
+    splits = data.load_splits(config)
+    experiment = training.Experiment(
+        config, distribution.make_strategy(), splits
+    )
+    experiment.load_pretrained(name)
+    return record, experiment._evaluate(splits.test, splits.test_labels)
+
+
+def test_at_least_the_paper_model_is_shipped():
+    assert "mnist_attention" in SHIPPED
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="needs the MNIST idx files")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_reproduces_its_recorded_subset_bound(name, tmp_path):
+    weights = pathlib.Path(pretrained.path(name)) / pretrained.WEIGHTS_FILE
+    assert weights.stat().st_size <= 10 * 2**20
+    record, results = _subset_results(name, tmp_path)
+    if record["config"]["task"] == "classify":
+        keys = ["error_rate"]
+    else:
+        keys = ["negative_elbo", "reconstruction_loss"]
+    for key in keys:
+        np.testing.assert_allclose(
+            results[key], record["subset"][key], rtol=1e-4, atol=1e-4
+        )
+    for field in ("steps", "epochs", "training_wall_hours", "commands"):
+        assert field in record, field
+    assert record["machines"], "no CPU kind recorded"
+    assert record["test"]["num_examples"] == 10000
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name in SHIPPED
+        if pretrained.record(name)["config"]["task"] == "generate"
+    ],
+)
+def test_pretrained_export_serves_what_the_model_draws(name, tmp_path):
+    path = export_saved_model_lib.export(
+        "", str(tmp_path), "draw", version=1, pretrained_name=name
+    )
+    model = draw_tf.pretrained.load(name)
+    noise = (
+        np.random.default_rng(0)
+        .normal(size=model.noise_shape(3))
+        .astype(np.float32)
+    )
+    expected = model.generate(noise=tf.constant(noise))["images"].numpy()
+    predictor = SessionPredictor(path)
+    try:
+        served = predictor.predict("generate_from_noise", {"noise": noise})
+    finally:
+        predictor.close()
+    np.testing.assert_allclose(served["images"], expected, atol=1e-5)
+    info = json.loads(
+        (pathlib.Path(path) / "assets.extra" / "export_info.json").read_text()
+    )
+    assert info["checkpoint"] == f"pretrained:{name}"
+    assert info["step"] == pretrained.record(name)["steps"]
+
+
+def test_unknown_name_lists_the_shipped_models():
+    with pytest.raises(pretrained.UnknownModelError, match="shipped: "):
+        pretrained.load("no_such_model")
+    with pytest.raises(
+        export_saved_model_lib.ExportError, match="--pretrained"
+    ):
+        export_saved_model_lib.export(
+            "", "/tmp/unused", pretrained_name="no_such_model"
+        )
+    with pytest.raises(export_saved_model_lib.ExportError, match="one of"):
+        export_saved_model_lib.export("", "/tmp/unused")
+
+
+@pytest.fixture
+def shipped_tiny(trained_workdir, tmp_path, monkeypatch):
+    """The tiny trained workdir shipped into a temporary directory."""
+    output = tmp_path / "shipped"
+    output.mkdir()
+    record = ship_pretrained_lib.ship(
+        str(trained_workdir),
+        "tiny",
+        importance_samples=3,
+        subset_size=8,
+        train_command="python train.py (the tiny test model)",
+        output_dir=str(output),
+    )
+    monkeypatch.setattr(pretrained, "DIRECTORY", str(output))
+    return record
+
+
+def test_ship_then_load_gives_the_trained_weights(
+    shipped_tiny, trained_workdir
+):
+    assert pretrained.names() == ["tiny"]
+    record = pretrained.record("tiny")
+    assert record == json.loads(json.dumps(shipped_tiny))
+    assert record["steps"] == 4 and record["test"]["importance_samples"] == 3
+    assert record["subset"]["num_examples"] == 8
+    assert [entry["step"] for entry in record["validation_curve"]] == [4]
+    assert record["training_wall_hours"] >= 0
+    assert record["machines"][0]["vector_extensions"]
+    loaded = pretrained.load("tiny")
+    restored, _, step = export_saved_model_lib.load_model(str(trained_workdir))
+    assert step == 4
+    for ours, theirs in zip(loaded.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_evaluate_and_draw_a_shipped_model_through_train(
+    shipped_tiny, tmp_path
+):
+    config = pretrained.train_config(
+        "tiny",
+        workdir=str(tmp_path / "eval"),
+        mode="evaluate",
+        pretrained="tiny",
+        importance_samples=3,
+        num_pictures=4,
+    )
+    results = training.run(config, tf.distribute.get_strategy())
+    for key in ("negative_elbo", "importance_weighted_bound"):
+        np.testing.assert_allclose(
+            results[key], shipped_tiny["test"][key], rtol=1e-5
+        )
+    assert results["step"] == 4
+    drawn = training.run(
+        config_lib.TrainConfig(
+            **{**config.__dict__, "mode": "draw"}
+        ).validate(),
+        tf.distribute.get_strategy(),
+    )
+    assert os.path.getsize(drawn["generation_png"]) > 100
+    with pytest.raises(config_lib.ConfigError, match="another model"):
+        training.run(
+            config_lib.TrainConfig(
+                **{
+                    **config.__dict__,
+                    "num_steps": 5,
+                    "workdir": str(tmp_path / "other"),
+                }
+            ).validate(),
+            tf.distribute.get_strategy(),
+        )
+    with pytest.raises(config_lib.ConfigError, match="--mode=evaluate"):
+        config_lib.TrainConfig(
+            **{**config.__dict__, "mode": "train"}
+        ).validate()
+
+
+def test_ship_refuses_a_bad_name_and_an_empty_workdir(tmp_path):
+    with pytest.raises(ship_pretrained_lib.ShipError, match="--name"):
+        ship_pretrained_lib.ship(str(tmp_path), "a/b")
+    with pytest.raises(ship_pretrained_lib.ShipError, match="config.json"):
+        ship_pretrained_lib.ship(str(tmp_path), "fine")
+
+
+def test_train_binary_says_which_models_are_shipped(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--pretrained=no_such_model",
+            "--mode=evaluate",
+            f"--workdir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: --pretrained: No pretrained")
+    assert "Traceback" not in result.stderr
