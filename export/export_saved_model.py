@@ -57,6 +57,12 @@ _CHECKPOINT = flags.DEFINE_string(
     "WORKDIR/checkpoints/ckpt-1000); default: the workdir's best-validation "
     "checkpoint, else its latest.",
 )
+_MAX_BATCH_SIZE = flags.DEFINE_integer(
+    "max_batch_size",
+    export_saved_model_lib.DEFAULT_MAX_BATCH_SIZE,
+    "The largest batch one request may ask for; larger requests get "
+    "INVALID_ARGUMENT. >= 1.",
+)
 
 
 def main(argv):
@@ -70,6 +76,7 @@ def main(argv):
             _VERSION.value,
             _CHECKPOINT.value,
             pretrained_name=_PRETRAINED.value,
+            max_batch_size=_MAX_BATCH_SIZE.value,
         )
     except export_saved_model_lib.ExportError as error:
         print(f"export_saved_model.py: error: {error}", file=sys.stderr)

@@ -51,6 +51,12 @@ SIGNATURES = (
 )
 WARMUP_FILE = "tf_serving_warmup_requests"
 _NOISE_STREAM = 0
+# Requests above this batch are refused, by default: a server must not be
+# asked for gigabytes by one request (export --max_batch_size).
+DEFAULT_MAX_BATCH_SIZE = 1024
+# z_t ~ N(0, I): |z| > 100 has probability ~1e-2000; such noise is a bad
+# request, and far larger values overflow to NaN images.
+MAX_ABS_NOISE = 100.0
 
 
 class ExportError(ConfigError):
@@ -62,11 +68,18 @@ class DrawServingModule(tf.Module):
 
     Args:
       model: a `draw_tf.DrawModel` with its trained weights.
+      max_batch_size: the largest batch a request may ask for; a larger
+        one is refused (INVALID_ARGUMENT) before any work.
     """
 
-    def __init__(self, model: draw_tf.DrawModel):
+    def __init__(
+        self,
+        model: draw_tf.DrawModel,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    ):
         super().__init__(name="draw_serving")
         self.model = model
+        self.max_batch_size = int(max_batch_size)
         # Track the tf.Variables under the Keras variables, so that the
         # functions' captured handles map to saved variables (what
         # keras.export.ExportArchive does). Without this, the TF1 loader
@@ -87,9 +100,34 @@ class DrawServingModule(tf.Module):
             self._reconstruct, input_signature=[images, seeds]
         )
 
+    def check_batch(self, tensor, name: str) -> tf.Tensor:
+        """`tensor`, once an empty or too large batch has been refused.
+
+        The work of the request depends on the check, so a request for a
+        batch above `max_batch_size` allocates nothing.
+        """
+        batch = tf.shape(tensor)[0]
+        checks = [
+            tf.debugging.assert_greater(
+                batch,
+                0,
+                message=f"{name}: the batch is empty; send at least one "
+                "example",
+            ),
+            tf.debugging.assert_less_equal(
+                batch,
+                self.max_batch_size,
+                message=f"{name}: the batch is above the maximum of "
+                f"{self.max_batch_size} examples set at export "
+                "(--max_batch_size); split the request",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(tensor)
+
     def noise_from_seeds(self, seeds) -> tf.Tensor:
         """[batch] int64 seeds -> [batch, T, z] noise, one seed per image."""
-        _assert_not_empty(seeds, "seeds")
+        seeds = self.check_batch(seeds, "seeds")
         steps, latent_size = self.model.num_steps, self.model.latent_size
         return tf.map_fn(
             lambda seed: tf.random.stateless_normal(
@@ -104,7 +142,18 @@ class DrawServingModule(tf.Module):
         return self._generate_from_noise(self.noise_from_seeds(seeds))
 
     def _generate_from_noise(self, noise):
-        _assert_not_empty(noise, "noise")
+        noise = self.check_batch(noise, "noise")
+        noise = tf.debugging.assert_all_finite(
+            noise, message="noise: every value must be finite (no NaN or inf)"
+        )
+        in_range = tf.debugging.assert_less_equal(
+            tf.reduce_max(tf.abs(noise)),
+            MAX_ABS_NOISE,
+            message=f"noise: values must be in [-{MAX_ABS_NOISE:g}, "
+            f"{MAX_ABS_NOISE:g}] (z_t ~ N(0, I))",
+        )
+        with tf.control_dependencies([in_range]):
+            noise = tf.identity(noise)
         return {"images": self.model.generate(noise=noise)["images"]}
 
     def _canvas_sequence(self, seeds):
@@ -115,7 +164,10 @@ class DrawServingModule(tf.Module):
         return result
 
     def _reconstruct(self, images, seeds):
-        _assert_not_empty(images, "images")
+        images = self.check_batch(images, "images")
+        images = tf.debugging.assert_all_finite(
+            images, message="images: every value must be finite (no NaN or inf)"
+        )
         tf.debugging.assert_equal(
             tf.shape(images)[0],
             tf.shape(seeds)[0],
@@ -262,6 +314,7 @@ def export(
     version: int | None = None,
     checkpoint: str = "",
     pretrained_name: str = "",
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
 ) -> str:
     """Exports a training workdir's model for TF Serving.
 
@@ -276,6 +329,7 @@ def export(
         best (or latest) one.
       pretrained_name: export this shipped model (`draw_tf.pretrained`)
         instead of a workdir's.
+      max_batch_size: the largest batch a request may ask for (>= 1).
 
     Returns:
       The version directory written.
@@ -290,6 +344,10 @@ def export(
     version = int(time.time()) if version is None else version
     if version < 0:
         raise ExportError(f"--version must be >= 0; got {version}.")
+    if max_batch_size < 1:
+        raise ExportError(
+            f"--max_batch_size must be >= 1; got {max_batch_size}."
+        )
     if bool(workdir) == bool(pretrained_name):
         raise ExportError(
             "Give one of --workdir (a training workdir) or --pretrained (a "
@@ -305,7 +363,7 @@ def export(
         raise ExportError(f"{final} exists already; choose another --version.")
     staging = os.path.join(model_dir, f".tmp-{version}")
     shutil.rmtree(staging, ignore_errors=True)
-    module = DrawServingModule(model)
+    module = DrawServingModule(model, max_batch_size)
     tf.saved_model.save(module, staging, signatures=module.signatures())
     extra = os.path.join(staging, "assets.extra")
     os.makedirs(extra, exist_ok=True)
@@ -318,7 +376,12 @@ def export(
     )
     with open(os.path.join(extra, "export_info.json"), "w") as file:
         json.dump(
-            {"checkpoint": path, "step": step, "model": model.get_config()},
+            {
+                "checkpoint": path,
+                "step": step,
+                "model": model.get_config(),
+                "max_batch_size": max_batch_size,
+            },
             file,
             indent=2,
         )

@@ -19,7 +19,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from draw_tf import pictures  # noqa: E402
 from serving import client_lib  # noqa: E402
 
 _SERVER = flags.DEFINE_string(
@@ -94,7 +93,7 @@ def main(argv):
         print(f"client.py: error: {error}", file=sys.stderr)
         sys.exit(1)
     images = outputs["images"]
-    pictures.save_png(pictures.grid(images, columns=8), _OUTPUT.value)
+    client_lib.png_grid(images, _OUTPUT.value, columns=8)
     print(
         f"{len(durations)} request(s) of {len(seeds)} images via "
         f"{_PROTOCOL.value}: p50 {client_lib.percentile_ms(durations, 50):.1f}"

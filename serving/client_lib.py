@@ -249,3 +249,28 @@ def _grpc_message(server, error) -> str:
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
+
+
+def png_grid(images: np.ndarray, path: str, columns: int = 8, scale: int = 2):
+    """Writes [n, height, width, 1 or 3] images in [0, 1] as one PNG grid.
+
+    Pillow and NumPy only: a client needs no model code.
+    """
+    from PIL import Image
+
+    images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+    count, height, width, channels = images.shape
+    rows = -(-count // columns)
+    padded = np.zeros([rows * columns, height, width, channels], np.float32)
+    padded[:count] = images
+    # [rows, columns, H, W, C] -> [rows * H, columns * W, C], then enlarged.
+    tiled = padded.reshape(rows, columns, height, width, channels)
+    tiled = tiled.transpose(0, 2, 1, 3, 4).reshape(
+        rows * height, columns * width, channels
+    )
+    tiled = np.repeat(np.repeat(tiled, scale, axis=0), scale, axis=1)
+    pixels = (255 * tiled + 0.5).astype(np.uint8)
+    if channels == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    Image.fromarray(pixels).save(path)
+    return path

@@ -177,6 +177,44 @@ def test_every_warmup_record_replays(predictor, exported_model):
             },
             "same batch size",
         ),
+        (
+            "reconstruct",
+            {
+                "images": np.full([1, *IMAGE_SHAPE], np.nan, np.float32),
+                "seeds": np.array([1], np.int64),
+            },
+            "images: every value must be finite",
+        ),
+        (
+            "generate_from_noise",
+            {"noise": np.full([1, T, Z], np.nan, np.float32)},
+            "noise: every value must be finite",
+        ),
+        (
+            "generate_from_noise",
+            {"noise": np.full([2, T, Z], -np.inf, np.float32)},
+            "noise: every value must be finite",
+        ),
+        (
+            "generate_from_noise",
+            {"noise": np.full([1, T, Z], 1e6, np.float32)},
+            "noise: values must be in [-100, 100]",
+        ),
+        (
+            "generate",
+            {"seeds": np.arange(1025, dtype=np.int64)},
+            "above the maximum of 1024 examples",
+        ),
+        (
+            "canvas_sequence",
+            {"seeds": np.arange(200_000, dtype=np.int64)},
+            "above the maximum of 1024 examples",
+        ),
+        (
+            "generate_from_noise",
+            {"noise": np.zeros([1025, T, Z], np.float32)},
+            "above the maximum of 1024 examples",
+        ),
     ],
 )
 def test_bad_requests_are_invalid_argument(

@@ -210,6 +210,29 @@ def test_client_binary_over_grpc_writes_a_grid(grpc_server, tmp_path):
     assert "generate" in signatures["signatureDef"]
 
 
+def test_client_needs_no_model_code(tmp_path):
+    # draw_tf made unimportable: the client and its PNG grid still work.
+    code = (
+        "import sys; sys.modules['draw_tf'] = None\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import numpy as np\n"
+        "from serving import client, client_lib\n"
+        "images = np.random.default_rng(0).uniform(size=(10, 6, 5, 1))\n"
+        f"client_lib.png_grid(images, {str(tmp_path / 'g.png')!r}, columns=4)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "g.png"))
+    assert picture.shape == (3 * 6 * 2, 4 * 5 * 2, 3)  # 3 rows, 4 columns
+
+
 def test_grpc_predict_matches_the_session_path(grpc_server, predictor):
     seeds = np.array([3, 1, 4], np.int64)
     outputs = client_lib.grpc_predict(
@@ -242,6 +265,19 @@ def test_grpc_errors_are_one_line(grpc_server):
             'INVALID_ARGUMENT: Serving signature name: "sample" not found',
         ),
         ("other", "generate", {"seeds": np.array([1])}, "NOT_FOUND"),
+        (
+            "draw",
+            "generate",
+            {"seeds": np.arange(200_000)},
+            "INVALID_ARGUMENT: seeds: the batch is above the maximum of "
+            "1024 examples",
+        ),
+        (
+            "draw",
+            "generate_from_noise",
+            {"noise": np.full([1, 3, 3], np.nan, np.float32)},
+            "INVALID_ARGUMENT: noise: every value must be finite",
+        ),
     ):
         with pytest.raises(client_lib.ClientError, match=message) as error:
             client_lib.grpc_predict(grpc_server, model, signature, inputs)
