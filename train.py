@@ -242,11 +242,6 @@ def _config_values() -> dict:
         for field in fields:
             if field in shipped and not FLAGS[field].present:
                 values[field] = shipped[field]
-        if not FLAGS["data_dir"].present and shipped.get("data_dir"):
-            # Shipped relative to the repository root.
-            values["data_dir"] = os.path.join(
-                os.path.dirname(os.path.abspath(__file__)), shipped["data_dir"]
-            )
         values.update(
             workdir=FLAGS.workdir or "",
             mode=FLAGS.mode,

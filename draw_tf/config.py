@@ -128,11 +128,6 @@ class TrainConfig:
             _check_int("read_glimpse_size", self.read_glimpse_size, 1)
         if self.attention and self.task == "generate":
             _check_int("write_patch_size", self.write_patch_size, 1)
-        if self.dataset in COMPOSITE_DATASETS and not self.data_dir:
-            raise ConfigError(
-                f"--dataset={self.dataset} is built from MNIST idx files: "
-                "set --data_dir (e.g. ../shared/data/mnist)."
-            )
         if self.task == "classify" and self.dataset in (
             "binarized_mnist",
             "two_digit_mnist",

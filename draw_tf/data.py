@@ -21,6 +21,13 @@ Binarization (`--binarization`):
   none: intensities in [0, 1] are the Bernoulli targets (colour data).
 TFDS `binarized_mnist` is binary already and is used as it is.
 
+Where MNIST comes from. `--data_dir` names a directory of idx files. Left
+empty for an MNIST-based dataset (mnist, two_digit_mnist,
+cluttered_mnist), the idx files are looked for in `$DRAW_TF_MNIST_DIR` and
+in `../shared/data/mnist` beside the checkout (`local_mnist_dirs()`), and
+TFDS "mnist" is used when neither has them (a download the first time).
+When that fails too, one line says to pass `--data_dir`.
+
 Training batches are a pure function of (seed, global step): the epoch's
 order, the dynamic binarization and the noise eps of every DRAW step. A run
 resumed from a checkpoint at step s therefore sees exactly the batches it
@@ -34,6 +41,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from draw_tf import composite_mnist
 from draw_tf.config import COMPOSITE_DATASETS, ConfigError, TrainConfig
@@ -170,6 +178,11 @@ def load_splits(config: TrainConfig) -> Splits:
       DataError: if the data can't be found or read.
     """
     train_labels = test_labels = None
+    if not config.data_dir and config.dataset in MNIST_BASED_DATASETS:
+        found = find_local_mnist()
+        if found:
+            logging.info("Reading MNIST from %s.", found)
+            config = dataclasses.replace(config, data_dir=found)
     if config.dataset == "synthetic":
         (train, train_labels), (test, test_labels) = _synthetic(config)
     elif config.data_dir:
@@ -241,6 +254,33 @@ def load_splits(config: TrainConfig) -> Splits:
         validation_labels=labels["validation"],
         test_labels=labels["test"],
     )
+
+
+# Datasets built from the MNIST digits: found locally when --data_dir is
+# empty, else loaded from TFDS "mnist".
+MNIST_BASED_DATASETS = ("mnist", *COMPOSITE_DATASETS)
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def local_mnist_dirs() -> list[str]:
+    """Where MNIST idx files are looked for when --data_dir is empty."""
+    candidates = [
+        os.environ.get("DRAW_TF_MNIST_DIR", ""),
+        os.path.join(_PACKAGE_PARENT, "..", "shared", "data", "mnist"),
+    ]
+    return [os.path.normpath(path) for path in candidates if path]
+
+
+def find_local_mnist() -> str:
+    """The first of `local_mnist_dirs()` with both image files, or ""."""
+    for directory in local_mnist_dirs():
+        try:
+            for stem in IMAGE_FILES.values():
+                find_idx_file(directory, stem)
+        except DataError:
+            continue
+        return directory
+    return ""
 
 
 def _read_local_split(config: TrainConfig, split: str):
@@ -316,22 +356,39 @@ def _synthetic(config: TrainConfig):
 def _load_tfds(config: TrainConfig):
     import tensorflow_datasets as tfds  # Slow to import; only when used.
 
-    if config.dataset == "binarized_mnist":
+    name = config.dataset
+    if name in COMPOSITE_DATASETS:
+        name = "mnist"  # built from its digits and labels
+    if name == "binarized_mnist":
         split_names = ["train", "validation", "test"]
     else:
         split_names = ["train", "test"]
     try:
+        builder = tfds.builder(name, data_dir=config.tfds_data_dir or None)
+        if not builder.is_prepared():
+            logging.info(
+                "Downloading %s with TFDS into %s (offline, pass --data_dir "
+                "with MNIST-format idx files instead).",
+                name,
+                builder.data_dir,
+            )
         datasets = tfds.load(
-            config.dataset,
+            name,
             split=split_names,
             data_dir=config.tfds_data_dir or None,
         )
     except Exception as error:  # TFDS raises many types; all are user-facing.
         message = str(error).strip().splitlines()[0] if str(error) else ""
+        looked = ""
+        if config.dataset in MNIST_BASED_DATASETS:
+            looked = (
+                f"no MNIST idx files in {' or '.join(local_mnist_dirs())}, and "
+            )
         raise DataError(
-            f"TFDS could not load --dataset={config.dataset} "
-            f"({type(error).__name__}: {message[:200]}). Offline, pass "
-            "--data_dir with MNIST-format idx files instead."
+            f"--dataset={config.dataset}: {looked}TFDS could not load "
+            f"{name} ({type(error).__name__}: {message[:200]}); pass "
+            "--data_dir=DIR with train-images-idx3-ubyte[.gz] and "
+            "t10k-images-idx3-ubyte[.gz] (and the label files to classify)."
         ) from None
     # Batched reads, concatenated (batch_size=-1 aborts in TFDS 4.9.10's
     # mock data).

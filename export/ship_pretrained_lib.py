@@ -85,12 +85,14 @@ def _json_lines(path: str) -> list[dict]:
         return [json.loads(line) for line in file if line.strip()]
 
 
-def _repository_relative(path: str) -> str:
-    """A path inside or beside the repository, relative to its root."""
-    if not path or not os.path.isabs(path):
-        return path
-    relative = os.path.relpath(path, REPOSITORY)
-    return relative if relative.count("..") <= 1 else path
+def _shipped_data_dir(path: str) -> str:
+    """Empty where MNIST is found without --data_dir, else the path."""
+    if path and os.path.normpath(os.path.abspath(path)) in [
+        os.path.normpath(os.path.abspath(directory))
+        for directory in data_lib.local_mnist_dirs()
+    ]:
+        return ""
+    return path
 
 
 def ship(
@@ -168,7 +170,7 @@ def ship(
         dataclasses.asdict(config),
         workdir="",
         mode="train",
-        data_dir=_repository_relative(config.data_dir),
+        data_dir=_shipped_data_dir(config.data_dir),
     )
     architecture = config.architecture()
     record = {

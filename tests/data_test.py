@@ -141,9 +141,32 @@ def test_composite_datasets_from_local_files(tmp_path):
     )
 
 
-def test_composites_need_a_data_dir(tmp_path):
-    with pytest.raises(config_lib.ConfigError, match="set --data_dir"):
-        _config(tmp_path, dataset="cluttered_mnist", data_dir="")
+@pytest.fixture
+def no_local_mnist(monkeypatch):
+    """As on a machine without local MNIST files: TFDS is the source."""
+    monkeypatch.setattr(data, "local_mnist_dirs", lambda: [])
+
+
+def test_empty_data_dir_finds_local_mnist(tmp_path, monkeypatch):
+    raw = _fake_mnist(tmp_path)
+    monkeypatch.setenv("DRAW_TF_MNIST_DIR", str(tmp_path))
+    assert data.local_mnist_dirs()[0] == str(tmp_path)
+    assert data.find_local_mnist() == str(tmp_path)
+    splits = data.load_splits(_config(tmp_path, data_dir=""))
+    assert len(splits.train) + len(splits.validation) == len(raw["train"])
+
+
+def test_composites_come_from_tfds_without_local_files(
+    tmp_path, no_local_mnist
+):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = _config(
+        tmp_path, dataset="cluttered_mnist", data_dir="", validation_size=4
+    )
+    with tfds.testing.mock_data(num_examples=12):
+        splits = data.load_splits(config)
+    assert splits.image_shape == (100, 100, 1)
+    assert splits.train_labels is not None and len(splits.test) == 12
 
 
 def test_no_binarization_keeps_grey_levels(tmp_path):
@@ -159,7 +182,7 @@ def test_bad_validation_size_is_a_config_error(tmp_path):
         data.load_splits(_config(tmp_path, validation_size=60))
 
 
-def test_tfds_datasets_load_through_tfds(tmp_path):
+def test_tfds_datasets_load_through_tfds(tmp_path, no_local_mnist):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = _config(tmp_path, data_dir="", validation_size=5)
     with tfds.testing.mock_data(num_examples=12):
@@ -179,7 +202,9 @@ def test_tfds_datasets_load_through_tfds(tmp_path):
     assert splits.image_shape == (32, 32, 3)
 
 
-def test_tfds_failure_is_a_one_line_data_error(tmp_path, monkeypatch):
+def test_tfds_failure_is_a_one_line_data_error(
+    tmp_path, monkeypatch, no_local_mnist
+):
     # What TFDS raises offline, without trying to download here.
     tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -187,9 +212,12 @@ def test_tfds_failure_is_a_one_line_data_error(tmp_path, monkeypatch):
         raise ConnectionError("Failed to reach the download host.\nDetails")
 
     monkeypatch.setattr(tfds, "load", unreachable)
+    monkeypatch.setattr(data, "local_mnist_dirs", lambda: ["/nowhere/mnist"])
     with pytest.raises(data.DataError, match="TFDS could not load") as error:
         data.load_splits(_config(tmp_path, data_dir=""))
-    assert "--data_dir" in str(error.value) and "\n" not in str(error.value)
+    message = str(error.value)
+    assert "--data_dir=DIR" in message and "\n" not in message
+    assert "no MNIST idx files in /nowhere/mnist" in message
 
 
 def _batches(dataset):
