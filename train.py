@@ -6,14 +6,17 @@ with one line on stderr and exit status 2.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
+from draw_tf import (  # noqa: E402
+    cli,  # noqa: E402
+    distribution,
+    training,
+)
 from draw_tf import config as config_lib  # noqa: E402
-from draw_tf import distribution, training  # noqa: E402
 
 _DEFAULTS = config_lib.TrainConfig(workdir="")
 FLAGS = flags.FLAGS
@@ -252,8 +255,6 @@ def _config_values() -> dict:
 
 def main(argv):
     """Builds the config from the flags and runs it."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     logging.info("Imports done; building the run.")
     try:
@@ -264,12 +265,10 @@ def main(argv):
             distribution.configure_cpu_devices(config.num_cpu_devices)
         training.run(config)
     except config_lib.ConfigError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail("train.py", error)
     except training.TrainingDivergedError as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        cli.fail("train.py", error, status=1)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "train.py")

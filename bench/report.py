@@ -12,6 +12,7 @@ import time
 
 from bench import flops as flops_lib
 from bench import measurements
+from draw_tf import config as config_lib
 
 # Targets of the paper config on the benchmark machine (issue 5).
 TRAINING_TARGET_EXAMPLES_PER_SECOND = 200.0
@@ -21,6 +22,21 @@ GENERATION_TARGET_P50_MS = 5.0
 GENERATION_TARGET_IMAGES_PER_SECOND = 1000.0
 # "Far above" the training rate.
 PIPELINE_TARGET_MULTIPLE = 10.0
+
+
+# Repetition counts past which a value is a mistake (hours of measuring).
+_COUNT_LIMITS = {
+    "num_steps": 1024,
+    "image_size": 1024,
+    "windows": 1000,
+    "steps_per_window": 10_000,
+    "first_step_train_steps": 10_000,
+    "pipeline_batches": 100_000,
+    "generation_requests": 100_000,
+    "generation_batch": 65_536,
+    "generation_batch_requests": 100_000,
+    "profile_steps": 1000,
+}
 
 
 @dataclasses.dataclass
@@ -56,6 +72,11 @@ class Options:
                     "--variants must be among "
                     f"{', '.join(measurements.VARIANTS)}; got {variant!r}."
                 )
+        if not self.sections:
+            raise ValueError(
+                f"--sections must name at least one of "
+                f"{', '.join(known_sections)}."
+            )
         for section in self.sections:
             if section not in known_sections:
                 raise ValueError(
@@ -68,6 +89,26 @@ class Options:
                 "--batch_sizes must be <= 512 (the synthetic training set); "
                 f"got {max(self.batch_sizes)}."
             )
+        for name, limit in _COUNT_LIMITS.items():
+            if getattr(self, name) > limit:
+                raise ValueError(
+                    f"--{name} must be at most {limit}; got "
+                    f"{getattr(self, name)}."
+                )
+        model = config_lib.TrainConfig(
+            workdir="-",
+            num_steps=self.num_steps,
+            encoder_units=self.units,
+            decoder_units=self.units,
+            latent_size=self.latent_size,
+            batch_size=max(self.batch_sizes),
+            eval_batch_size=self.generation_batch,
+            importance_samples=0,
+        )
+        try:
+            model.check_fits_in_memory((self.image_size, self.image_size, 1))
+        except config_lib.ConfigError as error:
+            raise ValueError(f"{error} (--units, --latent_size)") from None
         return self
 
     @property

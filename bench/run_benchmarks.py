@@ -26,10 +26,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
 from bench import report as report_lib  # noqa: E402
+from draw_tf import cli  # noqa: E402
 
 SECTIONS = (
     "matmul",
@@ -99,8 +100,6 @@ _OUTPUT = flags.DEFINE_string("output", "", "Also write the JSON here.")
 
 def main(argv):
     """Runs the sections and prints the report."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # the export's INFO lines
     try:
         output_directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
@@ -108,6 +107,11 @@ def main(argv):
             raise ValueError(
                 f"--output={_OUTPUT.value}: directory {output_directory} "
                 "does not exist."
+            )
+        if _OUTPUT.value and os.path.isdir(_OUTPUT.value):
+            raise ValueError(
+                f"--output={_OUTPUT.value} is a directory; expected a JSON "
+                "file path."
             )
         options = report_lib.Options(
             batch_sizes=_integers("batch_sizes", _BATCH_SIZES.value),
@@ -150,4 +154,4 @@ def _integers(name: str, values: list[str]) -> list[int]:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "run_benchmarks.py")

@@ -7,6 +7,7 @@ flag names, so an error names the flag to fix. Libraries take a
 
 import dataclasses
 import json
+import math
 import os
 
 DATASETS = (
@@ -41,6 +42,23 @@ ARCHITECTURE_FIELDS = (
 
 
 _ADDED_FIELD_DEFAULTS = {"task": "generate"}
+
+
+# Bounds past which a value is a mistake rather than a setting.
+MAX_CPU_DEVICES = 64
+MAX_IMAGE_SIZE = 1024
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo; 0 where it can't be read."""
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 class ConfigError(ValueError):
@@ -136,6 +154,30 @@ class TrainConfig:
                 f"--task=classify needs labels; --dataset={self.dataset} "
                 "has none (use cluttered_mnist, mnist, fashion_mnist, ...)."
             )
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(
+                f"--seed must be an integer in [0, 2**32); got {self.seed}."
+            )
+        if self.num_cpu_devices > MAX_CPU_DEVICES:
+            raise ConfigError(
+                f"--num_cpu_devices must be at most {MAX_CPU_DEVICES} "
+                f"logical devices; got {self.num_cpu_devices}."
+            )
+        if self.synthetic_image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"--synthetic_image_size must be at most {MAX_IMAGE_SIZE}; "
+                f"got {self.synthetic_image_size}."
+            )
+        for name in (
+            "learning_rate",
+            "gradient_clip_norm",
+            "learning_rate_final_fraction",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ConfigError(
+                    f"--{name} must be a finite number; got {value!r}."
+                )
         if not self.learning_rate > 0:
             raise ConfigError(
                 f"--learning_rate must be > 0; got {self.learning_rate}."
@@ -178,6 +220,66 @@ class TrainConfig:
                     f"--{name}={value} is larger than the images "
                     f"({height} x {width}); expected 1..{max(height, width)}."
                 )
+
+    def estimated_memory_bytes(self, image_shape) -> int:
+        """A rough upper estimate of the memory a run of this config needs.
+
+        Parameters with gradients and Adam's two moments, the activations
+        a training step keeps for its backward pass (T steps of LSTM
+        gates, latents, canvases and glimpses per example), and the
+        largest evaluation pass; float32. Used to refuse sizes that cannot
+        fit before anything is allocated.
+        """
+        height, width, channels = (int(size) for size in image_shape)
+        pixels = height * width * channels
+        steps = self.num_steps
+        if self.task == "classify":
+            units, glimpse = self.encoder_units, self.read_glimpse_size**2
+            parameters = 4 * units * (glimpse * channels + units + 1)
+            parameters += 15 * units
+            per_step = 6 * units + glimpse * channels + height + width
+        else:
+            encoder, decoder, latent = (
+                self.encoder_units,
+                self.decoder_units,
+                self.latent_size,
+            )
+            if self.attention:
+                read = 2 * self.read_glimpse_size**2 * channels
+                write = self.write_patch_size**2 * channels
+            else:
+                read, write = 2 * pixels, pixels
+            parameters = (
+                4 * encoder * (read + decoder + encoder + 1)
+                + 2 * encoder * latent
+                + 4 * decoder * (latent + decoder + 1)
+                + decoder * write
+                + 10 * decoder
+            )
+            per_step = (
+                6 * (encoder + decoder) + 3 * latent + 4 * pixels + read + write
+            )
+        training = self.batch_size * steps * per_step * 2
+        evaluation = max(self.eval_batch_size, self.importance_samples)
+        evaluation *= steps * per_step
+        images = 2 * pixels * max(self.batch_size, self.eval_batch_size)
+        return 4 * (4 * parameters + max(training, evaluation) + images)
+
+    def check_fits_in_memory(self, image_shape) -> None:
+        """Raises ConfigError if the run cannot fit in this machine's memory."""
+        needed = self.estimated_memory_bytes(image_shape)
+        available = available_memory_bytes()
+        if available and needed > available:
+            raise ConfigError(
+                f"This model needs about {needed / 2**30:.1f} GiB "
+                f"(--num_steps={self.num_steps}, units "
+                f"{self.encoder_units}/{self.decoder_units}, "
+                f"--latent_size={self.latent_size}, --batch_size="
+                f"{self.batch_size}, --eval_batch_size="
+                f"{self.eval_batch_size}, --importance_samples="
+                f"{self.importance_samples}) but this machine has "
+                f"{available / 2**30:.1f} GiB available; use smaller sizes."
+            )
 
     def model_kwargs(self, image_shape) -> dict:
         """Arguments of `DrawModel` (or, to classify, `DrawClassifier`)."""
@@ -250,14 +352,25 @@ def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
                 "or the same model flags."
             )
         return
-    os.makedirs(config.workdir, exist_ok=True)
-    with open(path, "w") as file:
-        json.dump(
-            {"architecture": current, "config": dataclasses.asdict(config)},
-            file,
-            indent=2,
-            sort_keys=True,
+    if os.path.exists(config.workdir) and not os.path.isdir(config.workdir):
+        raise ConfigError(
+            f"--workdir={config.workdir} is a file; expected a directory "
+            "(new or of an earlier run)."
         )
+    try:
+        os.makedirs(config.workdir, exist_ok=True)
+        with open(path, "w") as file:
+            json.dump(
+                {"architecture": current, "config": dataclasses.asdict(config)},
+                file,
+                indent=2,
+                sort_keys=True,
+            )
+    except OSError as error:
+        raise ConfigError(
+            f"--workdir={config.workdir} cannot be written "
+            f"({error.strerror or error}); expected a writable directory."
+        ) from None
 
 
 def _check_choice(name, value, choices):

@@ -356,6 +356,11 @@ def _synthetic(config: TrainConfig):
 def _load_tfds(config: TrainConfig):
     import tensorflow_datasets as tfds  # Slow to import; only when used.
 
+    if config.tfds_data_dir and os.path.isfile(config.tfds_data_dir):
+        raise DataError(
+            f"--tfds_data_dir={config.tfds_data_dir} is a file; expected a "
+            "directory for TFDS's data (or empty for TFDS's default)."
+        )
     name = config.dataset
     if name in COMPOSITE_DATASETS:
         name = "mnist"  # built from its digits and labels

@@ -65,6 +65,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None):
     config.validate()
     splits = data_lib.load_splits(config)
     config.check_image_shape(splits.image_shape)
+    config.check_fits_in_memory(splits.image_shape)
     check_workdir_architecture(config, splits.image_shape)
     experiment = Experiment(
         config, strategy or distribution.make_strategy(), splits

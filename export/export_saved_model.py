@@ -15,9 +15,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
+from draw_tf import cli  # noqa: E402
+from draw_tf.config import ConfigError  # noqa: E402
 from export import export_saved_model_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
@@ -78,11 +80,10 @@ def main(argv):
             pretrained_name=_PRETRAINED.value,
             max_batch_size=_MAX_BATCH_SIZE.value,
         )
-    except export_saved_model_lib.ExportError as error:
-        print(f"export_saved_model.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except ConfigError as error:  # bad flags, files or workdir
+        cli.fail("export_saved_model.py", error)
     print(path)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "export_saved_model.py")

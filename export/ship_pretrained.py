@@ -16,9 +16,13 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from draw_tf import pretrained  # noqa: E402
+from draw_tf import (
+    cli,  # noqa: E402
+    pretrained,  # noqa: E402
+)
+from draw_tf.config import ConfigError  # noqa: E402
 from export import ship_pretrained_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
@@ -61,8 +65,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 def main(argv):
     """Ships and prints the record."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         record = ship_pretrained_lib.ship(
             _WORKDIR.value,
@@ -75,11 +77,10 @@ def main(argv):
             description=_DESCRIPTION.value,
             output_dir=_OUTPUT_DIR.value,
         )
-    except ship_pretrained_lib.ShipError as error:
-        print(f"ship_pretrained.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except ConfigError as error:  # bad flags, files or workdir
+        cli.fail("ship_pretrained.py", error)
     print(json.dumps({k: record[k] for k in ("name", "steps", "test")}))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "ship_pretrained.py")

@@ -128,11 +128,30 @@ def ship(
     """
     if not name or "/" in name or name.startswith("."):
         raise ShipError(f"--name={name!r} must be a plain directory name.")
+    if data_dir and not os.path.isdir(data_dir):
+        raise ShipError(
+            f"--data_dir={data_dir} is not a directory; expected the MNIST "
+            "idx files' directory."
+        )
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ShipError(
+            f"--output_dir={output_dir} is a file; expected a directory."
+        )
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        raise ShipError(
+            f"--output_dir={output_dir} cannot be written "
+            f"({error.strerror or error}); expected a writable directory."
+        ) from None
     overrides = dict(mode="evaluate", max_eval_examples=0)
     if data_dir:
         overrides["data_dir"] = data_dir
     config = read_workdir_config(workdir, **overrides)
     splits = data_lib.load_splits(config)
+    dataclasses.replace(
+        config, importance_samples=importance_samples
+    ).check_fits_in_memory(splits.image_shape)
     experiment = training.Experiment(
         config, distribution.make_strategy(), splits
     )

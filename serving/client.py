@@ -10,6 +10,7 @@ signatures instead. Flags only; the work is in client_lib.
 """
 
 import json
+import math
 import os
 import sys
 
@@ -20,6 +21,10 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from serving import client_lib  # noqa: E402
+
+# Bounds past which a value is a mistake (the server refuses large batches).
+MAX_SAMPLES = 100_000
+MAX_REQUESTS = 1_000_000
 
 _SERVER = flags.DEFINE_string(
     "server",
@@ -50,9 +55,70 @@ _METADATA = flags.DEFINE_bool(
 )
 
 
+def _fail(message, status=2):
+    """One line, `client.py: error: ...`, and exit."""
+    print(
+        f"client.py: error: {' '.join(str(message).split())}", file=sys.stderr
+    )
+    sys.exit(status)
+
+
+def _parse_flags(argv):
+    """Parses flags with one-line errors (draw_tf.cli, without draw_tf)."""
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(f"{error} (see --helpfull)")
+    if len(remaining) > 1:
+        _fail(f"unexpected arguments {' '.join(remaining[1:])!r}")
+    return remaining
+
+
+def _check_flags():
+    """Refuses bad values before any request."""
+    host, _, port = _SERVER.value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(
+            f"--server={_SERVER.value!r}: expected host:port, "
+            "e.g. localhost:8500."
+        )
+    if not _MODEL_NAME.value or "/" in _MODEL_NAME.value:
+        _fail(f"--model_name={_MODEL_NAME.value!r}: expected a non-empty name.")
+    if not (math.isfinite(_TIMEOUT.value) and _TIMEOUT.value > 0):
+        _fail(
+            "--timeout must be a finite number of seconds > 0; "
+            f"got {_TIMEOUT.value}."
+        )
+    if _NUM_SAMPLES.value > MAX_SAMPLES:
+        _fail(
+            f"--num_samples must be at most {MAX_SAMPLES}; "
+            f"got {_NUM_SAMPLES.value}."
+        )
+    if not 0 <= _SEED.value <= 2**63 - 1 - _NUM_SAMPLES.value:
+        _fail(
+            "--seed must be in [0, 2**63 - 1 - --num_samples]; "
+            f"got {_SEED.value}."
+        )
+    if _REQUESTS.value > MAX_REQUESTS:
+        _fail(
+            f"--requests must be at most {MAX_REQUESTS}; got {_REQUESTS.value}."
+        )
+    directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
+    if not _METADATA.value and (
+        os.path.isdir(_OUTPUT.value)
+        or not os.path.isdir(directory)
+        or not os.access(directory, os.W_OK)
+    ):
+        _fail(
+            f"--output={_OUTPUT.value!r}: expected a PNG file path in a "
+            "writable directory."
+        )
+
+
 def main(argv):
     """Runs the requests, or the metadata call."""
     del argv
+    _check_flags()
     try:
         if _METADATA.value:
             call = (
@@ -103,4 +169,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
