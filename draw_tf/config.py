@@ -352,13 +352,8 @@ def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
                 "or the same model flags."
             )
         return
-    if os.path.exists(config.workdir) and not os.path.isdir(config.workdir):
-        raise ConfigError(
-            f"--workdir={config.workdir} is a file; expected a directory "
-            "(new or of an earlier run)."
-        )
+    make_writable_directory("workdir", config.workdir)
     try:
-        os.makedirs(config.workdir, exist_ok=True)
         with open(path, "w") as file:
             json.dump(
                 {"architecture": current, "config": dataclasses.asdict(config)},
@@ -369,6 +364,25 @@ def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
     except OSError as error:
         raise ConfigError(
             f"--workdir={config.workdir} cannot be written "
+            f"({error.strerror or error}); expected a writable directory."
+        ) from None
+
+
+def make_writable_directory(flag: str, path: str) -> None:
+    """Creates directory `path` if needed; ConfigError naming --flag if not.
+
+    Raises:
+      ConfigError: if `path` is empty, a file, or cannot be created.
+    """
+    if not path:
+        raise ConfigError(f"--{flag} is empty; expected a directory.")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--{flag}={path} is a file; expected a directory.")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"--{flag}={path} cannot be created "
             f"({error.strerror or error}); expected a writable directory."
         ) from None
 

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 import draw_tf
 from draw_tf import losses
-from draw_tf.config import ConfigError
+from draw_tf.config import ConfigError, make_writable_directory
 
 SIGNATURES = (
     "generate",
@@ -337,12 +337,7 @@ def export(
     Raises:
       ExportError: on a bad workdir, checkpoint, name or version.
     """
-    if not export_base:
-        raise ExportError("--export_base is empty; expected a directory.")
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
-        raise ExportError(
-            f"--export_base={export_base} is a file; expected a directory."
-        )
+    make_writable_directory("export_base", export_base)
     if not model_name or "/" in model_name or model_name in (".", ".."):
         raise ExportError(
             f"--model_name={model_name!r} must be a non-empty name without '/'."
@@ -369,13 +364,7 @@ def export(
         raise ExportError(f"{final} exists already; choose another --version.")
     staging = os.path.join(model_dir, f".tmp-{version}")
     shutil.rmtree(staging, ignore_errors=True)
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-    except OSError as error:
-        raise ExportError(
-            f"--export_base={export_base} cannot be written "
-            f"({error.strerror or error}); expected a writable directory."
-        ) from None
+    make_writable_directory("export_base", model_dir)
     module = DrawServingModule(model, max_batch_size)
     tf.saved_model.save(module, staging, signatures=module.signatures())
     extra = os.path.join(staging, "assets.extra")

@@ -133,17 +133,7 @@ def ship(
             f"--data_dir={data_dir} is not a directory; expected the MNIST "
             "idx files' directory."
         )
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ShipError(
-            f"--output_dir={output_dir} is a file; expected a directory."
-        )
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as error:
-        raise ShipError(
-            f"--output_dir={output_dir} cannot be written "
-            f"({error.strerror or error}); expected a writable directory."
-        ) from None
+    config_lib.make_writable_directory("output_dir", output_dir)
     overrides = dict(mode="evaluate", max_eval_examples=0)
     if data_dir:
         overrides["data_dir"] = data_dir
