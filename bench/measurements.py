@@ -5,6 +5,7 @@ of several timed windows after warm-up; nothing here asserts a speed.
 """
 
 import dataclasses
+import json
 import os
 import platform
 import re
@@ -22,7 +23,7 @@ import draw_tf
 from bench import op_profile
 from draw_tf import config as config_lib
 from draw_tf import data as data_lib
-from draw_tf import distribution, training
+from draw_tf import distribution, machine, training
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,6 +45,7 @@ def device_report() -> dict:
         usable_cpus = os.cpu_count()
     return {
         "device": "GPU" if gpus else "CPU",
+        "vector_extensions": machine.cpu_description()["vector_extensions"],
         "gpus": [
             tf.config.experimental.get_device_details(gpu).get(
                 "device_name", gpu.name
@@ -397,3 +399,55 @@ class _PeakMemory:
         # ru_maxrss is in KiB on Linux, bytes on macOS.
         scale = 1024 * 1024 if sys.platform == "darwin" else 1024
         return usage.ru_maxrss / scale
+
+
+def peer_throughput(
+    peer_python: str,
+    peer_script: str,
+    peer_draw: str,
+    batch_size: int,
+    windows: int,
+    steps_per_window: int,
+) -> dict:
+    """Training examples/s of the PyTorch peer, in a process of its own.
+
+    Runs `peer_script` (shared/bench/peer_throughput.py) with the peer's
+    draw.py under `peer_python` (a venv with torch), on this machine's
+    usable CPUs, the paper config at `batch_size`.
+
+    Returns:
+      {"examples_per_second": median, "window_examples_per_second": [...]}.
+
+    Raises:
+      ValueError: if the peer fails, with its last line of output.
+    """
+    threads = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count()
+    )
+    command = [
+        peer_python,
+        peer_script,
+        peer_draw,
+        f"--batch={batch_size}",
+        f"--steps={steps_per_window}",
+        f"--windows={windows}",
+        f"--threads={threads}",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=3600
+    )
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    try:
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        rate = float(figures["peer_examples_per_s"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"the peer ({' '.join(command)}) failed: "
+            f"{lines[-1] if lines else 'no output'}"
+        ) from None
+    return {
+        "examples_per_second": round(rate, 1),
+        "window_examples_per_second": figures.get("all", []),
+    }

@@ -10,6 +10,8 @@ import os
 import tempfile
 import time
 
+import numpy as np
+
 from bench import flops as flops_lib
 from bench import measurements
 from draw_tf import config as config_lib
@@ -58,6 +60,11 @@ class Options:
     generation_batch: int = 64
     generation_batch_requests: int = 20
     profile_steps: int = 0
+    # The PyTorch peer, side by side (all three paths, or none).
+    peer_draw: str = ""
+    peer_python: str = ""
+    peer_script: str = ""
+    peer_rounds: int = 3
 
     def validate(self, known_sections) -> "Options":
         """Raises ValueError naming the bad option."""
@@ -89,6 +96,20 @@ class Options:
                 "--batch_sizes must be <= 512 (the synthetic training set); "
                 f"got {max(self.batch_sizes)}."
             )
+        if self.peer_draw:
+            for name in ("peer_draw", "peer_python", "peer_script"):
+                path = getattr(self, name)
+                if not os.path.isfile(path):
+                    raise ValueError(
+                        f"--{name}={path!r}: no such file; --peer_draw is the "
+                        "draw.py of kamenbliznashki/generative_models, "
+                        "--peer_python a Python with torch==2.13.0, "
+                        "--peer_script shared/bench/peer_throughput.py."
+                    )
+            if not 1 <= self.peer_rounds <= 100:
+                raise ValueError(
+                    f"--peer_rounds must be in 1..100; got {self.peer_rounds}."
+                )
         for name, limit in _COUNT_LIMITS.items():
             if getattr(self, name) > limit:
                 raise ValueError(
@@ -202,6 +223,8 @@ def run(options: Options) -> dict:
             )
             for implementation in implementations
         }
+    if options.peer_draw:
+        report["side_by_side"] = _side_by_side(options, config)
     report["targets"] = _targets(options, report)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
@@ -248,6 +271,46 @@ def _training(options, config, report) -> list[dict]:
                     )
                 runs.append(entry)
     return runs
+
+
+def _side_by_side(options, config) -> dict:
+    """draw_tf (compiled) and the PyTorch peer, alternated, same batch.
+
+    Each round times draw_tf, then the peer (a process of its own, on the
+    same cores); the ratio is of the medians over rounds.
+    """
+    batch_size = options.batch_sizes[0]
+    ours, peers = [], []
+    for round_index in range(options.peer_rounds):
+        ours.append(
+            measurements.training_throughput(
+                config(batch_size=batch_size, name=f"side_{round_index}"),
+                "compiled",
+                options.windows,
+                options.steps_per_window,
+            )["examples_per_second"]
+        )
+        peers.append(
+            measurements.peer_throughput(
+                options.peer_python,
+                options.peer_script,
+                options.peer_draw,
+                batch_size,
+                options.windows,
+                options.steps_per_window,
+            )["examples_per_second"]
+        )
+    draw_tf_rate = float(np.median(ours))
+    peer_rate = float(np.median(peers))
+    return {
+        "batch_size": batch_size,
+        "rounds": options.peer_rounds,
+        "draw_tf_examples_per_second": ours,
+        "peer_examples_per_second": peers,
+        "draw_tf_median": round(draw_tf_rate, 1),
+        "peer_median": round(peer_rate, 1),
+        "ratio": round(draw_tf_rate / peer_rate, 3),
+    }
 
 
 def _targets(options, report) -> dict:
@@ -325,7 +388,7 @@ def table(report: dict) -> str:
     device = report["device"]
     lines = [
         f"draw_tf benchmark on {device['device']}: {device['cpu_model']}, "
-        f"{device['usable_cpus']} CPUs"
+        f"{device['usable_cpus']} CPUs ({device['vector_extensions']})"
         + (f", GPUs {device['gpus']}" if device["gpus"] else "")
         + f"; TensorFlow {device['tensorflow']}",
         "FLOPs per training example: "
@@ -339,6 +402,13 @@ def table(report: dict) -> str:
         lines.append(
             f"Dense matmul: {matmul['dense_2048']} GFLOP/s at 2048^3, "
             f"{matmul['encoder_shape']} GFLOP/s at the encoder's shape"
+        )
+    if "side_by_side" in report:
+        side = report["side_by_side"]
+        lines.append(
+            f"Side by side, batch {side['batch_size']}, {side['rounds']} "
+            f"alternated rounds: draw_tf {side['draw_tf_median']} examples/s, "
+            f"PyTorch peer {side['peer_median']}: ratio {side['ratio']}"
         )
     if "training" in report:
         lines.append("")

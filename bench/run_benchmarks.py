@@ -14,7 +14,12 @@ In one run, on synthetic 28 x 28 images (no data files needed):
   - input pipeline throughput alone;
   - generation through an exported SavedModel run as TF Serving runs it:
     p50/p99 latency at batch 1, images/s at batch 64;
-  - optionally (--profile_steps) op time by type of a training step.
+  - optionally (--profile_steps) op time by type of a training step;
+  - optionally (--peer_draw, --peer_python) the PyTorch peer
+    (kamenbliznashki/generative_models draw.py, run by
+    shared/bench/peer_throughput.py in a venv with torch) side by side
+    with draw_tf's compiled training step, alternated over --peer_rounds,
+    and the ratio of the medians.
 The JSON goes to stdout (and --output); the table to stderr. The device
 (CPU model, GPUs) is in the report's "device" section.
 """
@@ -32,6 +37,9 @@ import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
 from bench import report as report_lib  # noqa: E402
 from draw_tf import cli  # noqa: E402
 
+REPOSITORY_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 SECTIONS = (
     "matmul",
     "training",
@@ -96,6 +104,23 @@ _PROFILE_STEPS = flags.DEFINE_integer(
     lower_bound=0,
 )
 _OUTPUT = flags.DEFINE_string("output", "", "Also write the JSON here.")
+_PEER_DRAW = flags.DEFINE_string(
+    "peer_draw",
+    "",
+    "The PyTorch peer's draw.py (kamenbliznashki/generative_models): times "
+    "it side by side with draw_tf, alternated, and reports the ratio.",
+)
+_PEER_PYTHON = flags.DEFINE_string(
+    "peer_python", "", "A Python with torch==2.13.0 (a separate venv)."
+)
+_PEER_SCRIPT = flags.DEFINE_string(
+    "peer_script",
+    os.path.join(REPOSITORY_PARENT, "shared", "bench", "peer_throughput.py"),
+    "The peer's timing script (shared/bench/peer_throughput.py).",
+)
+_PEER_ROUNDS = flags.DEFINE_integer(
+    "peer_rounds", 3, "Alternated rounds of draw_tf and the peer; 1..100."
+)
 
 
 def main(argv):
@@ -129,7 +154,18 @@ def main(argv):
             generation_batch=_GENERATION_BATCH.value,
             generation_batch_requests=_GENERATION_BATCH_REQUESTS.value,
             profile_steps=_PROFILE_STEPS.value,
+            peer_draw=_PEER_DRAW.value,
+            peer_python=_PEER_PYTHON.value,
+            peer_script=_PEER_SCRIPT.value,
+            peer_rounds=_PEER_ROUNDS.value,
         ).validate(SECTIONS)
+        if (
+            _PEER_PYTHON.value or _PEER_ROUNDS.present
+        ) and not _PEER_DRAW.value:
+            raise ValueError(
+                "--peer_python and --peer_rounds need --peer_draw (the peer's "
+                "draw.py)."
+            )
     except ValueError as error:
         print(f"run_benchmarks.py: error: {error}", file=sys.stderr)
         sys.exit(2)

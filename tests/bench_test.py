@@ -158,3 +158,42 @@ def test_bad_options_exit_with_one_line(flag, message):
     assert result.stderr.strip().splitlines()[-1] == (
         f"run_benchmarks.py: error: {message}"
     )
+
+
+def test_side_by_side_with_the_peer_alternates_and_reports_the_ratio(
+    tmp_path,
+):
+    # A stand-in for shared/bench/peer_throughput.py: it checks its
+    # arguments as the real one takes them and logs each call.
+    calls = tmp_path / "calls.txt"
+    peer_script = tmp_path / "peer_throughput.py"
+    peer_script.write_text(
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "assert sys.argv[1].endswith('draw.py') and '--batch=8' in sys.argv\n"
+        "print(json.dumps({'peer_examples_per_s': 50.0, 'all': [50.0]}))\n"
+    )
+    peer_draw = tmp_path / "draw.py"
+    peer_draw.write_text("# the peer's model")
+    result = _run_benchmarks(
+        "--num_steps=3",
+        "--units=8",
+        "--latent_size=3",
+        "--image_size=10",
+        "--batch_sizes=8",
+        "--sections=matmul",
+        "--windows=2",
+        "--steps_per_window=2",
+        f"--peer_draw={peer_draw}",
+        f"--peer_python={sys.executable}",
+        f"--peer_script={peer_script}",
+        "--peer_rounds=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    side = json.loads(result.stdout)["side_by_side"]
+    assert side["peer_examples_per_second"] == [50.0, 50.0]
+    assert len(side["draw_tf_examples_per_second"]) == 2
+    assert side["ratio"] == pytest.approx(side["draw_tf_median"] / 50.0, 1e-2)
+    assert len(calls.read_text().splitlines()) == 2
+    assert "ratio" in result.stderr and "CPUs (" in result.stderr
+    assert json.loads(result.stdout)["device"]["vector_extensions"]

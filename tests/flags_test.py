@@ -253,6 +253,10 @@ def test_every_flag_of_the_other_binaries_is_one_line(
                 "generation_batch_requests": ["0", *NOT_INT, HUGE],
                 "profile_steps": ["-1", *NOT_INT, HUGE],
                 "output": [str(missing / "r.json"), str(tmp_path)],
+                "peer_draw": [str(missing)],
+                "peer_python": [sys.executable],  # without --peer_draw
+                "peer_script": [str(missing)],
+                "peer_rounds": ["0", *NOT_INT, HUGE],
             },
         ),
     }
