@@ -159,12 +159,11 @@ def main(argv):
             peer_script=_PEER_SCRIPT.value,
             peer_rounds=_PEER_ROUNDS.value,
         ).validate(SECTIONS)
-        if (
-            _PEER_PYTHON.value or _PEER_ROUNDS.present
-        ) and not _PEER_DRAW.value:
+        peer_flags = (_PEER_PYTHON, _PEER_SCRIPT, _PEER_ROUNDS)
+        if not _PEER_DRAW.value and any(flag.present for flag in peer_flags):
             raise ValueError(
-                "--peer_python and --peer_rounds need --peer_draw (the peer's "
-                "draw.py)."
+                "--peer_python, --peer_script and --peer_rounds need "
+                "--peer_draw (the PyTorch peer's draw.py)."
             )
     except ValueError as error:
         print(f"run_benchmarks.py: error: {error}", file=sys.stderr)
