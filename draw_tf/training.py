@@ -390,7 +390,7 @@ class Experiment:
 
     def evaluate_test(self) -> dict:
         """The test-split results, written to eval/test.json and printed."""
-        results = self._evaluate(
+        results = self.evaluate_split(
             self.splits.test,
             self.splits.test_labels,
             self.config.importance_samples,
@@ -404,7 +404,14 @@ class Experiment:
         print(json.dumps(results, sort_keys=True), flush=True)
         return results
 
-    def _evaluate(self, images, labels, importance_samples=0) -> dict:
+    def evaluate_split(self, images, labels, importance_samples=0) -> dict:
+        """The bounds (or, to classify, the error rate) of uint8 images.
+
+        Args:
+          images: uint8 [n, H, W, C]; the first --max_eval_examples only.
+          labels: int [n] to classify, else None.
+          importance_samples: k of the importance-weighted bound; 0 skips.
+        """
         if self.classify:
             return self.evaluator(
                 images, labels, max_examples=self.config.max_eval_examples
@@ -593,7 +600,7 @@ class Experiment:
             tf.summary.scalar("train/learning_rate", learning_rate)
 
     def _validate(self, step: int) -> None:
-        results = self._evaluate(
+        results = self.evaluate_split(
             self.splits.validation, self.splits.validation_labels
         )
         results.update(split="validation", step=step)

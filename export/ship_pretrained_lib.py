@@ -24,7 +24,6 @@ from draw_tf import config as config_lib
 from draw_tf import data as data_lib
 from draw_tf import distribution, machine, pretrained, training
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A downtime longer than this between two summaries is not training time.
 _MAX_SUMMARY_GAP_SECONDS = 15 * 60
 # The paper's test numbers (Table 1, Table 2) where it gives one.
@@ -160,16 +159,13 @@ def ship(
     if not used:
         raise ShipError(f"--workdir={workdir} has no checkpoint to ship.")
     steps = int(experiment.step.numpy())
-    experiment.config = dataclasses.replace(
-        config, importance_samples=importance_samples
-    )
     classify = config.task == "classify"
-    test = experiment._evaluate(
+    test = experiment.evaluate_split(
         splits.test,
         splits.test_labels,
         0 if classify else importance_samples,
     )
-    subset = experiment._evaluate(
+    subset = experiment.evaluate_split(
         splits.test[:subset_size],
         None
         if splits.test_labels is None

@@ -44,7 +44,7 @@ def _subset_results(name, workdir):
         config, distribution.make_strategy(), splits
     )
     experiment.load_pretrained(name)
-    return record, experiment._evaluate(splits.test, splits.test_labels)
+    return record, experiment.evaluate_split(splits.test, splits.test_labels)
 
 
 def test_at_least_the_paper_model_is_shipped():
