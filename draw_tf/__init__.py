@@ -1,5 +1,11 @@
 """draw_tf: DRAW (Gregor et al., ICML 2015) in TensorFlow and Keras 3.
 
+The model and its loss run on any Keras 3 backend (tested on TensorFlow
+and JAX; `KERAS_BACKEND=jax` needs no TensorFlow installed). Training under
+tf.distribute (`draw_tf.training`), the data pipelines (`draw_tf.data`,
+tf.data), evaluation and the SavedModel export need TensorFlow; see
+`draw_tf.backend`.
+
 The public API, re-exported flat:
 
 - `DrawModel`: the model unrolled over T steps, and generation.
@@ -15,7 +21,8 @@ The public API, re-exported flat:
 
 from draw_tf import startup
 
-startup.quiet_tensorflow_import()  # before any module imports TensorFlow
+# Keras imports TensorFlow when it is the backend: quietly, before anything.
+startup.quiet_import("keras")
 
 from draw_tf import pretrained
 from draw_tf.attention import (

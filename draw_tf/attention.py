@@ -22,7 +22,10 @@ the decoder state (eq. 21) and their own grid size N.
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
+
+from draw_tf.backend import Tensor
 
 WINDOW_PARAMETER_NAMES = (
     "center_x",
@@ -101,12 +104,12 @@ def validate_grid_size(
 
 
 def axis_filterbank(
-    center: tf.Tensor,
-    stride: tf.Tensor,
-    variance: tf.Tensor,
+    center: Tensor,
+    stride: Tensor,
+    variance: Tensor,
     num_filters: int,
     size: int,
-) -> tf.Tensor:
+) -> Tensor:
     """Gaussian filters along one image axis (eqs. 19-20 and 25-26).
 
     The filter index i runs over 1..N and the pixel coordinate a over
@@ -132,28 +135,27 @@ def axis_filterbank(
       [batch, num_filters, size] (in general [*center.shape, num_filters,
       size]) filterbank whose rows sum to 1.
     """
-    dtype = center.dtype
-    filter_index = tf.range(1, num_filters + 1, dtype=dtype)  # i = 1..N
-    offsets = filter_index - num_filters / 2.0 - 0.5  # i - N/2 - 0.5
+    dtype = keras.backend.standardize_dtype(center.dtype)
+    # i - N/2 - 0.5 for i = 1..N, and the pixel coordinates a = 1..size.
+    offsets = np.arange(1, num_filters + 1) - num_filters / 2.0 - 0.5
+    offsets = ops.convert_to_tensor(offsets.astype(dtype))
+    pixels = ops.convert_to_tensor(np.arange(1, size + 1).astype(dtype))
     filter_centers = (
-        center[..., tf.newaxis] + offsets * stride[..., tf.newaxis]
+        center[..., None] + offsets * stride[..., None]
     )  # mu^i, [..., N]
-    pixels = tf.range(1, size + 1, dtype=dtype)  # a = 1..size
-    squared_distance = tf.square(
-        pixels - filter_centers[..., tf.newaxis]
+    squared_distance = ops.square(
+        pixels - filter_centers[..., None]
     )  # [..., N, size]
-    variance = tf.maximum(variance, _MINIMUM_VARIANCE)[
-        ..., tf.newaxis, tf.newaxis
-    ]
-    logits = tf.maximum(
+    variance = ops.maximum(variance, _MINIMUM_VARIANCE)[..., None, None]
+    logits = ops.maximum(
         -squared_distance / (2.0 * variance), _MINIMUM_FILTER_LOGIT
     )
-    return tf.nn.softmax(logits, axis=-1)
+    return ops.softmax(logits, axis=-1)
 
 
 def filterbanks(
-    window: tf.Tensor, num_filters: int, height: int, width: int
-) -> tuple[tf.Tensor, tf.Tensor]:
+    window: Tensor, num_filters: int, height: int, width: int
+) -> tuple[Tensor, Tensor]:
     """The horizontal and vertical filterbanks of an attention window.
 
     Args:
@@ -172,7 +174,7 @@ def filterbanks(
             window[:, 0:2], window[:, 3:4], window[:, 2:3], num_filters, width
         )  # [batch, 2, N, size]
         return banks[:, 0], banks[:, 1]
-    center_x, center_y, variance, stride, _ = tf.unstack(window, axis=-1)
+    center_x, center_y, variance, stride = (window[:, i] for i in range(4))
     filterbank_x = axis_filterbank(
         center_x, stride, variance, num_filters, width
     )
@@ -183,8 +185,8 @@ def filterbanks(
 
 
 def apply_read_filters(
-    images: tf.Tensor, filterbank_x: tf.Tensor, filterbank_y: tf.Tensor
-) -> tf.Tensor:
+    images: Tensor, filterbank_x: Tensor, filterbank_y: Tensor
+) -> Tensor:
     """Extracts a glimpse F_Y x F_X^T from every channel (eq. 27, no gamma).
 
     Args:
@@ -200,21 +202,23 @@ def apply_read_filters(
     # over columns, with the channels moved next to N.
     _, height, width, channels = images.shape
     num_filters = filterbank_y.shape[1]
-    rows = tf.matmul(
-        filterbank_y, tf.reshape(images, [-1, height, width * channels])
+    rows = ops.matmul(
+        filterbank_y, ops.reshape(images, (-1, height, width * channels))
     )
-    rows = tf.reshape(rows, [-1, num_filters, width, channels])
-    rows = tf.reshape(
-        tf.transpose(rows, [0, 1, 3, 2]), [-1, num_filters * channels, width]
-    )
-    glimpse = tf.matmul(rows, filterbank_x, transpose_b=True)  # [b, N*C, N]
-    glimpse = tf.reshape(glimpse, [-1, num_filters, channels, num_filters])
-    return tf.transpose(glimpse, [0, 1, 3, 2])
+    if channels > 1:
+        rows = ops.reshape(rows, (-1, num_filters, width, channels))
+        rows = ops.transpose(rows, (0, 1, 3, 2))
+    rows = ops.reshape(rows, (-1, num_filters * channels, width))
+    glimpse = ops.matmul(
+        rows, ops.transpose(filterbank_x, (0, 2, 1))
+    )  # [b, N*C, N]
+    glimpse = ops.reshape(glimpse, (-1, num_filters, channels, num_filters))
+    return ops.transpose(glimpse, (0, 1, 3, 2))
 
 
 def apply_write_filters(
-    patch: tf.Tensor, filterbank_x: tf.Tensor, filterbank_y: tf.Tensor
-) -> tf.Tensor:
+    patch: Tensor, filterbank_x: Tensor, filterbank_y: Tensor
+) -> Tensor:
     """Spreads a patch over the image, F_Y^T w F_X (eq. 29, no gamma).
 
     This is the adjoint of `apply_read_filters` for the same filterbanks.
@@ -231,26 +235,27 @@ def apply_write_filters(
     # then over columns with the channels moved next to H.
     _, num_filters, _, channels = patch.shape
     height, width = filterbank_y.shape[2], filterbank_x.shape[2]
-    rows = tf.matmul(
-        filterbank_y,
-        tf.reshape(patch, [-1, num_filters, num_filters * channels]),
-        transpose_a=True,
+    rows = ops.matmul(
+        ops.transpose(filterbank_y, (0, 2, 1)),
+        ops.reshape(patch, (-1, num_filters, num_filters * channels)),
     )  # [b, H, N * C]
     if channels == 1:
-        return tf.reshape(tf.matmul(rows, filterbank_x), [-1, height, width, 1])
-    rows = tf.reshape(rows, [-1, height, num_filters, channels])
-    rows = tf.reshape(
-        tf.transpose(rows, [0, 1, 3, 2]), [-1, height * channels, num_filters]
+        return ops.reshape(
+            ops.matmul(rows, filterbank_x), (-1, height, width, 1)
+        )
+    rows = ops.reshape(rows, (-1, height, num_filters, channels))
+    rows = ops.reshape(
+        ops.transpose(rows, (0, 1, 3, 2)), (-1, height * channels, num_filters)
     )
-    update = tf.reshape(
-        tf.matmul(rows, filterbank_x), [-1, height, channels, width]
+    update = ops.reshape(
+        ops.matmul(rows, filterbank_x), (-1, height, channels, width)
     )
-    return tf.transpose(update, [0, 1, 3, 2])
+    return ops.transpose(update, (0, 1, 3, 2))
 
 
 def window_from_head_outputs(
-    head_outputs: tf.Tensor, grid_size: int, image_shape: Sequence[int]
-) -> tf.Tensor:
+    head_outputs: Tensor, grid_size: int, image_shape: Sequence[int]
+) -> Tensor:
     """Eqs. 22-24: the linear head's outputs (eq. 21) to a window.
 
     Args:
@@ -265,26 +270,25 @@ def window_from_head_outputs(
     """
     height, width, _ = image_shape
     # g = (size + 1) / 2 * (g~ + 1) for X (A = width) and Y (B = height).
-    center_scale = tf.constant(
-        [(width + 1) / 2.0, (height + 1) / 2.0], head_outputs.dtype
-    )
+    dtype = keras.backend.standardize_dtype(head_outputs.dtype)
+    center_scale = np.array([(width + 1) / 2.0, (height + 1) / 2.0], dtype)
     centers = center_scale * (head_outputs[:, 0:2] + 1.0)  # eqs. 22, 23
     # sigma^2, delta = (max(A, B) - 1) / (N - 1) * delta~ (eq. 24), gamma.
     # For N = 1 the stride does not move the single filter; the factor
     # (max(A, B) - 1) avoids dividing by zero.
     stride_scale = (max(height, width) - 1) / max(grid_size - 1, 1)
-    exp_scale = tf.constant([1.0, stride_scale, 1.0], head_outputs.dtype)
-    return tf.concat(
-        [centers, exp_scale * tf.exp(head_outputs[:, 2:5])], axis=-1
+    exp_scale = np.array([1.0, stride_scale, 1.0], dtype)
+    return ops.concatenate(
+        [centers, exp_scale * ops.exp(head_outputs[:, 2:5])], axis=-1
     )
 
 
 def read_glimpses(
-    images: tf.Tensor,
-    error_images: tf.Tensor,
-    window: tf.Tensor,
+    images: Tensor,
+    error_images: Tensor,
+    window: Tensor,
     glimpse_size: int,
-) -> tf.Tensor:
+) -> Tensor:
     """Eq. 27: gamma * [F_Y x F_X^T, F_Y x_hat F_X^T], flattened.
 
     Args:
@@ -301,21 +305,21 @@ def read_glimpses(
     filterbank_x, filterbank_y = filterbanks(
         window, glimpse_size, height, width
     )
-    both = tf.concat([images, error_images], axis=-1)  # [b, H, W, 2C]
+    both = ops.concatenate([images, error_images], axis=-1)  # [b, H, W, 2C]
     glimpses = apply_read_filters(both, filterbank_x, filterbank_y)
     # gamma, [batch, 1]. A slice: inside tf.function on TF 2.21 (CPU),
-    # window[:, 4, tf.newaxis] lost its new axis at run time.
+    # window[:, 4, None] lost its new axis at run time.
     intensity = window[:, 4:5]
-    flat = tf.reshape(glimpses, [-1, 2 * glimpse_size**2 * channels])
+    flat = ops.reshape(glimpses, (-1, 2 * glimpse_size**2 * channels))
     return intensity * flat
 
 
 def write_patch(
-    patch: tf.Tensor,
-    window: tf.Tensor,
+    patch: Tensor,
+    window: Tensor,
     patch_size: int,
     image_shape: Sequence[int],
-) -> tf.Tensor:
+) -> Tensor:
     """Eq. 29: 1 / gamma^ * F^_Y^T w F^_X.
 
     Args:
@@ -329,9 +333,9 @@ def write_patch(
     """
     height, width, channels = image_shape
     filterbank_x, filterbank_y = filterbanks(window, patch_size, height, width)
-    patch = tf.reshape(patch, [-1, patch_size, patch_size, channels])
+    patch = ops.reshape(patch, (-1, patch_size, patch_size, channels))
     update = apply_write_filters(patch, filterbank_x, filterbank_y)
-    intensity = tf.reshape(window[:, 4:5], [-1, 1, 1, 1])  # gamma^
+    intensity = ops.reshape(window[:, 4:5], (-1, 1, 1, 1))  # gamma^
     return update / intensity
 
 
@@ -549,10 +553,10 @@ class FullImageRead(keras.layers.Layer):
 
     def call(self, images, error_images):
         pixels = self.output_size // 2
-        return tf.concat(
+        return ops.concatenate(
             [
-                tf.reshape(images, [-1, pixels]),
-                tf.reshape(error_images, [-1, pixels]),
+                ops.reshape(images, (-1, pixels)),
+                ops.reshape(error_images, (-1, pixels)),
             ],
             axis=-1,
         )
@@ -589,7 +593,7 @@ class DenseWrite(keras.layers.Layer):
         self.linear.build(decoder_hidden_shape)
 
     def call(self, decoder_hidden):
-        return tf.reshape(self.linear(decoder_hidden), [-1, *self.image_shape])
+        return ops.reshape(self.linear(decoder_hidden), (-1, *self.image_shape))
 
     def get_config(self):
         config = super().get_config()

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from draw_tf import attention
+from draw_tf.backend import Tensor
 
 
 class DrawState(NamedTuple):
@@ -35,11 +36,11 @@ class DrawState(NamedTuple):
       decoder_cell: [batch, decoder_units] LSTM cell of the decoder.
     """
 
-    canvas: tf.Tensor
-    encoder_hidden: tf.Tensor
-    encoder_cell: tf.Tensor
-    decoder_hidden: tf.Tensor
-    decoder_cell: tf.Tensor
+    canvas: Tensor
+    encoder_hidden: Tensor
+    encoder_cell: Tensor
+    decoder_hidden: Tensor
+    decoder_cell: Tensor
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")
@@ -138,7 +139,7 @@ class DrawCell(keras.layers.Layer):
     def state_size(self):
         """Sizes of the `DrawState` fields, for the Keras RNN contract."""
         return DrawState(
-            canvas=tf.TensorShape(self.image_shape),
+            canvas=tuple(self.image_shape),
             encoder_hidden=self.encoder_units,
             encoder_cell=self.encoder_units,
             decoder_hidden=self.decoder_units,
@@ -167,18 +168,18 @@ class DrawCell(keras.layers.Layer):
           A `DrawState` of zeros.
         """
         return DrawState(
-            canvas=tf.zeros([batch_size, *self.image_shape]),
-            encoder_hidden=tf.zeros([batch_size, self.encoder_units]),
-            encoder_cell=tf.zeros([batch_size, self.encoder_units]),
-            decoder_hidden=tf.zeros([batch_size, self.decoder_units]),
-            decoder_cell=tf.zeros([batch_size, self.decoder_units]),
+            canvas=ops.zeros((batch_size, *self.image_shape)),
+            encoder_hidden=ops.zeros((batch_size, self.encoder_units)),
+            encoder_cell=ops.zeros((batch_size, self.encoder_units)),
+            decoder_hidden=ops.zeros((batch_size, self.decoder_units)),
+            decoder_cell=ops.zeros((batch_size, self.decoder_units)),
         )
 
     def call(self, inputs, states):
         images, noise = inputs
         previous = DrawState(*states)
         outputs = {}
-        error_images = images - tf.sigmoid(previous.canvas)  # eq. 3
+        error_images = images - ops.sigmoid(previous.canvas)  # eq. 3
         if self.read_attention:  # eq. 4
             read, outputs["read_window"] = self.read_layer(
                 images, error_images, previous.decoder_hidden
@@ -186,13 +187,13 @@ class DrawCell(keras.layers.Layer):
         else:
             read = self.read_layer(images, error_images)
         encoder_hidden, (_, encoder_cell) = self.encoder(  # eq. 5
-            tf.concat([read, previous.decoder_hidden], axis=-1),
+            ops.concatenate([read, previous.decoder_hidden], axis=-1),
             [previous.encoder_hidden, previous.encoder_cell],
         )
-        posterior_mean, posterior_log_stddev = tf.split(
+        posterior_mean, posterior_log_stddev = ops.split(
             self.posterior(encoder_hidden), 2, axis=-1
         )
-        latent = posterior_mean + tf.exp(posterior_log_stddev) * noise  # eq. 6
+        latent = posterior_mean + ops.exp(posterior_log_stddev) * noise  # eq. 6
         step_outputs, decoder_state = self._decode_and_write(latent, previous)
         outputs.update(step_outputs)
         outputs.update(

@@ -17,9 +17,10 @@ import math
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from draw_tf import attention
+from draw_tf.backend import Tensor
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")
@@ -93,11 +94,11 @@ class DrawClassifier(keras.Model):
         self.classifier.build((None, self.units))
 
     def call(self, images):
-        images = tf.convert_to_tensor(images, tf.float32)
+        images = ops.convert_to_tensor(images, "float32")
         height, width, channels = self.image_shape
-        batch = tf.shape(images)[0]
-        hidden = tf.zeros([batch, self.units])
-        cell = tf.zeros([batch, self.units])
+        batch = ops.shape(images)[0]
+        hidden = ops.zeros((batch, self.units))
+        cell = ops.zeros((batch, self.units))
         windows = []
         for _ in range(self.num_glimpses):
             window = self.window_head(hidden)
@@ -107,14 +108,14 @@ class DrawClassifier(keras.Model):
             glimpse = attention.apply_read_filters(
                 images, filterbank_x, filterbank_y
             )
-            glimpse = window[:, 4:5] * tf.reshape(
-                glimpse, [-1, self.glimpse_size**2 * channels]
+            glimpse = window[:, 4:5] * ops.reshape(
+                glimpse, (-1, self.glimpse_size**2 * channels)
             )
             hidden, (_, cell) = self.lstm(glimpse, [hidden, cell])
             windows.append(window)
         return {
             "logits": self.classifier(hidden),
-            "read_windows": tf.stack(windows, axis=1),
+            "read_windows": ops.stack(windows, axis=1),
         }
 
     def get_config(self):
@@ -128,7 +129,7 @@ class DrawClassifier(keras.Model):
         }
 
 
-def classification_terms(labels, logits) -> dict[str, tf.Tensor]:
+def classification_terms(labels, logits) -> dict[str, Tensor]:
     """Per-example cross-entropy (nats) and correctness.
 
     Args:
@@ -138,12 +139,13 @@ def classification_terms(labels, logits) -> dict[str, tf.Tensor]:
     Returns:
       {"cross_entropy": [batch], "correct": [batch] float 0 or 1}.
     """
-    labels = tf.cast(labels, tf.int64)
+    labels = ops.cast(labels, "int32")
     return {
-        "cross_entropy": tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels, logits=logits
+        "cross_entropy": ops.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True
         ),
-        "correct": tf.cast(
-            tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32
+        "correct": ops.cast(
+            ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels),
+            "float32",
         ),
     }

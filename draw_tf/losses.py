@@ -12,15 +12,32 @@ L^x sums over pixels (and channels), L^z over latent dimensions and steps;
 batch values are means over images. For images with values in [0, 1] that
 are not binary (colour data in the paper) L^x is the Bernoulli
 cross-entropy with those values as targets.
+
+On TensorFlow the terms are TFP distributions' log-probabilities and KL
+divergences. On the other backends (JAX) they are the same closed forms in
+`keras.ops`: TFP's JAX substrate (tensorflow-probability 0.25, the newest
+release) does not import with the JAX releases Keras 3.15 runs on (0.10
+here, 0.11 on the GPU machine: `jax.interpreters.xla.pytype_aval_mappings`
+is gone). tests/losses_test.py checks the closed forms against TFP.
 """
 
-import tensorflow as tf
-import tensorflow_probability as tfp
+import functools
 
-tfd = tfp.distributions
+from keras import ops
+
+from draw_tf import backend
+from draw_tf.backend import Tensor
 
 
-def reconstruction_loss(images, canvas_logits) -> tf.Tensor:
+@functools.cache
+def _tfd():
+    """tfp.distributions, imported on first use (TensorFlow only)."""
+    import tensorflow_probability as tfp
+
+    return tfp.distributions
+
+
+def reconstruction_loss(images, canvas_logits) -> Tensor:
     """L^x, eq. 9: -log Bernoulli(x | logits = c_T) per image.
 
     Args:
@@ -30,6 +47,11 @@ def reconstruction_loss(images, canvas_logits) -> tf.Tensor:
     Returns:
       [batch] nats.
     """
+    if not backend.is_tensorflow():
+        return _closed_form_reconstruction_loss(images, canvas_logits)
+    import tensorflow as tf
+
+    tfd = _tfd()
     likelihood = tfd.Independent(
         tfd.Bernoulli(logits=canvas_logits, dtype=canvas_logits.dtype),
         reinterpreted_batch_ndims=3,
@@ -37,7 +59,7 @@ def reconstruction_loss(images, canvas_logits) -> tf.Tensor:
     return -likelihood.log_prob(tf.cast(images, canvas_logits.dtype))
 
 
-def latent_loss_per_step(posterior_mean, posterior_log_stddev) -> tf.Tensor:
+def latent_loss_per_step(posterior_mean, posterior_log_stddev) -> Tensor:
     """KL(Q(z_t | h^enc_t) || N(0, I)) for every step t, eq. 10.
 
     Args:
@@ -47,6 +69,13 @@ def latent_loss_per_step(posterior_mean, posterior_log_stddev) -> tf.Tensor:
     Returns:
       [batch, T] nats, summed over latent dimensions.
     """
+    if not backend.is_tensorflow():
+        return _closed_form_latent_loss_per_step(
+            posterior_mean, posterior_log_stddev
+        )
+    import tensorflow as tf
+
+    tfd = _tfd()
     posterior = tfd.Independent(
         tfd.Normal(loc=posterior_mean, scale=tf.exp(posterior_log_stddev)),
         reinterpreted_batch_ndims=1,
@@ -61,7 +90,7 @@ def latent_loss_per_step(posterior_mean, posterior_log_stddev) -> tf.Tensor:
     return tfd.kl_divergence(posterior, prior)
 
 
-def negative_elbo(images, outputs) -> dict[str, tf.Tensor]:
+def negative_elbo(images, outputs) -> dict[str, Tensor]:
     """The terms of the loss for every image of a batch.
 
     Args:
@@ -81,7 +110,7 @@ def negative_elbo(images, outputs) -> dict[str, tf.Tensor]:
     latent_per_step = latent_loss_per_step(
         outputs["posterior_mean"], outputs["posterior_log_stddev"]
     )
-    latent = tf.reduce_sum(latent_per_step, axis=-1)
+    latent = ops.sum(latent_per_step, axis=-1)
     return {
         "negative_elbo": reconstruction + latent,
         "reconstruction_loss": reconstruction,
@@ -90,7 +119,7 @@ def negative_elbo(images, outputs) -> dict[str, tf.Tensor]:
     }
 
 
-def mean_negative_elbo(images, outputs) -> dict[str, tf.Tensor]:
+def mean_negative_elbo(images, outputs) -> dict[str, Tensor]:
     """`negative_elbo` averaged over the batch: nats per image.
 
     Args:
@@ -102,12 +131,12 @@ def mean_negative_elbo(images, outputs) -> dict[str, tf.Tensor]:
       `latent_loss_per_step` of shape [T].
     """
     return {
-        key: tf.reduce_mean(value, axis=0)
+        key: ops.mean(value, axis=0)
         for key, value in negative_elbo(images, outputs).items()
     }
 
 
-def importance_log_weights(images, outputs) -> tf.Tensor:
+def importance_log_weights(images, outputs) -> Tensor:
     """Log importance weights, log p(x, z) - log q(z | x), of `outputs`' z.
 
     log w = log D(x | c_T) + sum_t [log N(z_t; 0, I)
@@ -126,6 +155,16 @@ def importance_log_weights(images, outputs) -> tf.Tensor:
     Returns:
       [batch] log weights, in nats.
     """
+    log_likelihood = -reconstruction_loss(images, outputs["canvas_logits"])
+    if not backend.is_tensorflow():
+        return log_likelihood + _closed_form_log_prior_over_posterior(
+            outputs["latents"],
+            outputs["posterior_mean"],
+            outputs["posterior_log_stddev"],
+        )
+    import tensorflow as tf
+
+    tfd = _tfd()
     latents = outputs["latents"]
     posterior = tfd.Independent(
         tfd.Normal(
@@ -138,7 +177,43 @@ def importance_log_weights(images, outputs) -> tf.Tensor:
         tfd.Normal(loc=tf.zeros_like(latents), scale=tf.ones_like(latents)),
         reinterpreted_batch_ndims=2,
     )
-    log_likelihood = -reconstruction_loss(images, outputs["canvas_logits"])
     return (
         log_likelihood + prior.log_prob(latents) - posterior.log_prob(latents)
     )
+
+
+def _closed_form_reconstruction_loss(images, canvas_logits) -> Tensor:
+    """Eq. 9 in keras.ops: sum over pixels of softplus(c) - x c, [batch]."""
+    logits = ops.convert_to_tensor(canvas_logits)
+    images = ops.cast(images, logits.dtype)
+    per_pixel = ops.softplus(logits) - images * logits
+    return ops.sum(per_pixel, axis=tuple(range(1, len(per_pixel.shape))))
+
+
+def _closed_form_latent_loss_per_step(
+    posterior_mean, posterior_log_stddev
+) -> Tensor:
+    """Eq. 11 in keras.ops, per step: [batch, T]."""
+    per_dimension = 0.5 * (
+        ops.square(posterior_mean)
+        + ops.exp(2.0 * posterior_log_stddev)
+        - 2.0 * posterior_log_stddev
+        - 1.0
+    )
+    return ops.sum(per_dimension, axis=-1)
+
+
+def _closed_form_log_prior_over_posterior(
+    latents, posterior_mean, posterior_log_stddev
+) -> Tensor:
+    """sum_t [log N(z_t; 0, I) - log N(z_t; mu_t, sigma_t)], [batch].
+
+    The log(2 pi) terms cancel.
+    """
+    standardized = (latents - posterior_mean) * ops.exp(-posterior_log_stddev)
+    per_dimension = (
+        -0.5 * ops.square(latents)
+        + 0.5 * ops.square(standardized)
+        + posterior_log_stddev
+    )
+    return ops.sum(per_dimension, axis=(1, 2))

@@ -23,26 +23,35 @@ the same numbers from the same variables.
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from draw_tf import attention, unrolling
+from draw_tf import attention, backend, losses, unrolling
 from draw_tf import cell as cell_lib
+from draw_tf.backend import Tensor
 
 IMPLEMENTATIONS = ("fast", "reference")
 
 
-def standard_normal_noise(shape, seed) -> tf.Tensor:
+def standard_normal_noise(shape, seed) -> Tensor:
     """Stateless N(0, I) noise, different on every distribution replica.
 
     Args:
       shape: the noise shape, e.g. [batch, T, latent_size].
-      seed: [2] int32 or int64 stateless seed.
+      seed: [2] int32 or int64 stateless seed (uint32 on JAX).
 
     Returns:
-      float32 tensor of `shape`. The same seed gives the same noise, except
-      that under a strategy with several replicas the replica id is folded
-      into the seed first.
+      float32 tensor of `shape`. The same seed gives the same noise on one
+      backend (TensorFlow and JAX draw different numbers from one seed),
+      except that under a tf.distribute strategy with several replicas the
+      replica id is folded into the seed first. (JAX's data parallelism
+      shards one global batch, so its replicas differ without it.)
     """
+    if not backend.is_tensorflow():
+        # JAX takes a [2] uint32 array as a raw PRNG key.
+        seed_dtype = "uint32" if backend.name() == "jax" else "int32"
+        return keras.random.normal(shape, seed=ops.cast(seed, seed_dtype))
+    import tensorflow as tf
+
     seed = tf.cast(seed, tf.int64)
     replica_context = tf.distribute.get_replica_context()
     if replica_context is not None and replica_context.num_replicas_in_sync > 1:
@@ -71,6 +80,14 @@ class DrawModel(keras.Model):
         every step; only when `return_canvases=True`.
 
     `model.generate(...)` runs the decoder alone from z_t ~ N(0, I).
+
+    Keras training: `model.compile(optimizer=...)` and `model.fit(images)`
+    minimise the negative ELBO (`compute_loss`, nats per image; the noise
+    comes from the model's seed generator, fresh at every step) and report
+    L^x and L^z as the metrics `reconstruction_loss` and `latent_loss`;
+    `model.evaluate(images)` gives the same three on held-out images.
+    Binarize the images yourself (dynamically, for the paper's MNIST
+    numbers); `fit` takes them as they come.
     """
 
     def __init__(
@@ -136,6 +153,10 @@ class DrawModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(
             seed, name="noise_seed_generator"
         )
+        self.reconstruction_loss_tracker = keras.metrics.Mean(
+            name="reconstruction_loss"
+        )
+        self.latent_loss_tracker = keras.metrics.Mean(name="latent_loss")
         self.build()
 
     @property
@@ -158,7 +179,7 @@ class DrawModel(keras.Model):
         """[batch_size, T, latent_size], the shape of `noise`."""
         return [batch_size, self.num_steps, self.latent_size]
 
-    def sample_noise(self, batch_size, seed=None) -> tf.Tensor:
+    def sample_noise(self, batch_size, seed=None) -> Tensor:
         """Draws eps ~ N(0, I) of shape `noise_shape(batch_size)`.
 
         Args:
@@ -174,9 +195,9 @@ class DrawModel(keras.Model):
         return standard_normal_noise(self.noise_shape(batch_size), seed)
 
     def call(self, images, noise=None, seed=None, return_canvases=False):
-        images = tf.convert_to_tensor(images, dtype=tf.float32)
+        images = ops.convert_to_tensor(images, dtype="float32")
         self._check_image_shape(images.shape)
-        batch_size = tf.shape(images)[0]
+        batch_size = ops.shape(images)[0]
         noise = self._resolve_noise(batch_size, noise, seed)
         if self.implementation == "fast":
             steps, state = unrolling.unroll(
@@ -201,8 +222,57 @@ class DrawModel(keras.Model):
         if self.cell.write_attention:
             outputs["write_windows"] = _batch_major(steps["write_window"])
         if return_canvases:
-            outputs["canvases"] = tf.sigmoid(_batch_major(steps["canvas"]))
+            outputs["canvases"] = ops.sigmoid(_batch_major(steps["canvas"]))
         return outputs
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """The loss `fit()` minimises: the negative ELBO, nats per image.
+
+        Keras calls it with `x` the images `[batch, height, width,
+        channels]` and `y_pred` this model's outputs on them; `y` is not
+        used (the model is trained on its inputs). It also updates the
+        `reconstruction_loss` (L^x) and `latent_loss` (L^z) metrics.
+
+        Args:
+          x: [batch, height, width, channels] images in [0, 1].
+          y: unused.
+          y_pred: the dict `call` returned for `x`; computed when None.
+          sample_weight: optional [batch] weights of the images.
+          training: unused.
+
+        Returns:
+          A scalar: the (weighted) mean of L^x + L^z over the batch, plus
+          any losses the layers added.
+        """
+        del y, training  # The target is the input; no dropout.
+        if isinstance(x, (tuple, list)):
+            x = x[0]
+        if y_pred is None:
+            y_pred = self(x)
+        terms = losses.negative_elbo(
+            ops.convert_to_tensor(x, "float32"), y_pred
+        )
+        self.reconstruction_loss_tracker.update_state(
+            terms["reconstruction_loss"], sample_weight=sample_weight
+        )
+        self.latent_loss_tracker.update_state(
+            terms["latent_loss"], sample_weight=sample_weight
+        )
+        per_image = terms["negative_elbo"]
+        if sample_weight is None:
+            loss = ops.mean(per_image)
+        else:
+            weights = ops.reshape(
+                ops.convert_to_tensor(sample_weight, per_image.dtype), (-1,)
+            )
+            loss = ops.sum(per_image * weights) / ops.maximum(
+                ops.sum(weights), 1e-12
+            )
+        for layer_loss in self.losses:
+            loss = loss + layer_loss
+        return loss
 
     def generate(self, batch_size=None, noise=None, seed=None):
         """Draws images from the model: the decoder alone, z_t ~ N(0, I).
@@ -226,15 +296,15 @@ class DrawModel(keras.Model):
         if batch_size is None:
             if noise is None:
                 raise ValueError("generate() needs batch_size or noise.")
-            batch_size = tf.shape(noise)[0]
+            batch_size = ops.shape(noise)[0]
         latents = self._resolve_noise(batch_size, noise, seed)
         if self.implementation == "fast":
             steps = unrolling.generate(self.cell, latents)
         else:
             steps = unrolling.reference_generate(self.cell, latents)
         outputs = {
-            "images": tf.sigmoid(steps["canvas_logits"]),
-            "canvases": tf.sigmoid(_batch_major(steps["canvas"])),
+            "images": ops.sigmoid(steps["canvas_logits"]),
+            "canvases": ops.sigmoid(_batch_major(steps["canvas"])),
         }
         if self.cell.write_attention:
             outputs["write_windows"] = _batch_major(steps["write_window"])
@@ -243,26 +313,22 @@ class DrawModel(keras.Model):
     def _resolve_noise(self, batch_size, noise, seed):
         if noise is None:
             return self.sample_noise(batch_size, seed)
-        noise = tf.convert_to_tensor(noise, dtype=tf.float32)
-        expected = self.noise_shape(None)
-        if noise.shape.rank != 3 or not noise.shape[1:].is_compatible_with(
-            expected[1:]
-        ):
+        noise = ops.convert_to_tensor(noise, dtype="float32")
+        if not _shape_compatible(noise.shape, self.noise_shape(None)):
             raise ValueError(
                 f"noise must have shape [batch, {self.num_steps}, "
                 f"{self.latent_size}] ([batch, T, latent_size]); got "
-                f"{noise.shape}."
+                f"{_shape_string(noise.shape)}."
             )
         return noise
 
     def _check_image_shape(self, shape):
-        shape = tf.TensorShape(shape)
-        expected = tf.TensorShape([None, *self.image_shape])
-        if not shape.is_compatible_with(expected):
+        if not _shape_compatible(shape, [None, *self.image_shape]):
             height, width, channels = self.image_shape
             raise ValueError(
                 f"images must have shape [batch, {height}, {width}, "
-                f"{channels}] ([batch, height, width, channels]); got {shape}."
+                f"{channels}] ([batch, height, width, channels]); got "
+                f"{_shape_string(shape)}."
             )
 
     def get_config(self):
@@ -282,7 +348,33 @@ class DrawModel(keras.Model):
         }
 
 
-def _batch_major(time_major: tf.Tensor) -> tf.Tensor:
+def _batch_major(time_major: Tensor) -> Tensor:
     """[T, batch, ...] -> [batch, T, ...]."""
-    rank = time_major.shape.rank
-    return tf.transpose(time_major, [1, 0, *range(2, rank)])
+    rank = len(time_major.shape)
+    return ops.transpose(time_major, (1, 0, *range(2, rank)))
+
+
+def _shape_dims(shape):
+    """A shape (tuple, list, tf.TensorShape) as a tuple of ints and None;
+    None for a shape of unknown rank."""
+    try:
+        return tuple(None if dim is None else int(dim) for dim in shape)
+    except (TypeError, ValueError):
+        return None
+
+
+def _shape_compatible(shape, expected) -> bool:
+    """Whether `shape` can be `expected` (None matches any size)."""
+    dims = _shape_dims(shape)
+    if dims is None or len(dims) != len(expected):
+        return False
+    return all(
+        dim is None or want is None or dim == want
+        for dim, want in zip(dims, expected)
+    )
+
+
+def _shape_string(shape) -> str:
+    """`shape` as (4, 28, 28, 1), None for unknown sizes."""
+    dims = _shape_dims(shape)
+    return "unknown" if dims is None else str(dims)

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
 
 from draw_tf import attention
 from tests import numpy_reference as ref
+from tests.backends import gradient, numpy, tensor
 
 # (height B, width A, N): square and non-square images, N = 1, 2, 5.
 SHAPES = [(5, 5, 1), (6, 9, 2), (9, 6, 5), (12, 7, 3), (28, 28, 5)]
@@ -30,7 +31,7 @@ def test_filterbanks_match_numpy_transcription(height, width, N):
     rng = np.random.default_rng(0)
     windows = _random_windows(rng, 4, height, width)
     filterbank_x, filterbank_y = attention.filterbanks(
-        tf.constant(windows, tf.float32), N, height, width
+        tensor(windows), N, height, width
     )
     assert filterbank_x.shape == (4, N, width)
     assert filterbank_y.shape == (4, N, height)
@@ -55,13 +56,11 @@ def test_grid_is_centred_on_g(N):
     # 21-pixel axis with g = 11 and stride 2 the centres are symmetric
     # about g: 11 + 2 * (i - N/2 - 0.5).
     size, center, stride = 21, 11.0, 2.0
-    bank = attention.axis_filterbank(
-        tf.constant([center]),
-        tf.constant([stride]),
-        tf.constant([1e-3]),
-        N,
-        size,
-    ).numpy()[0]
+    bank = numpy(
+        attention.axis_filterbank(
+            tensor([center]), tensor([stride]), tensor([1e-3]), N, size
+        )
+    )[0]
     peaks = np.argmax(bank, axis=-1) + 1  # back to 1-based pixels
     expected = center + stride * (np.arange(1, N + 1) - N / 2 - 0.5)
     np.testing.assert_array_equal(peaks, expected)
@@ -74,10 +73,8 @@ def test_grid_is_centred_on_g(N):
 @pytest.mark.parametrize("height,width,N", SHAPES)
 def test_rows_sum_to_one(height, width, N):
     windows = _random_windows(np.random.default_rng(1), 8, height, width)
-    for bank in attention.filterbanks(
-        tf.constant(windows, tf.float32), N, height, width
-    ):
-        np.testing.assert_allclose(tf.reduce_sum(bank, -1), 1.0, rtol=1e-5)
+    for bank in attention.filterbanks(tensor(windows), N, height, width):
+        np.testing.assert_allclose(numpy(ops.sum(bank, -1)), 1.0, rtol=1e-5)
 
 
 def test_extreme_parameters_stay_finite_and_normalised():
@@ -85,28 +82,29 @@ def test_extreme_parameters_stay_finite_and_normalised():
     variances = [1.0, 1.0, 0.0, 1e-30, 1.0, 1.0, 1e30, np.inf, 1e-45]
     strides = [1.0, 1e10, 0.0, 1.0, 1e-10, 1.0, 1.0, 1.0, 1e30]
     banks = attention.axis_filterbank(
-        tf.constant(centers),
-        tf.constant(strides),
-        tf.constant(variances),
+        tensor(centers),
+        tensor(strides),
+        tensor(variances),
         5,
         28,
     )
     assert np.all(np.isfinite(banks))
-    np.testing.assert_allclose(tf.reduce_sum(banks, -1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(numpy(ops.sum(banks, -1)), 1.0, rtol=1e-5)
+
     # Gradients are finite too.
-    center = tf.Variable(centers)
-    with tf.GradientTape() as tape:
+    def loss(center):
         bank = attention.axis_filterbank(
-            center, tf.constant(strides), tf.constant(variances), 5, 28
+            center, tensor(strides), tensor(variances), 5, 28
         )
-        loss = tf.reduce_sum(bank * tf.range(28, dtype=tf.float32))
-    assert np.all(np.isfinite(tape.gradient(loss, center)))
+        return ops.sum(bank * tensor(np.arange(28)))
+
+    assert np.all(np.isfinite(gradient(loss, centers)))
 
 
 def test_filterbank_x_uses_g_x_and_filterbank_y_uses_g_y():
     # A window that is far right but at the top: F_X peaks at high columns,
     # F_Y at low rows (a shared mu would move only along the diagonal).
-    window = tf.constant([[9.0, 2.0, 0.1, 1.0, 1.0]])
+    window = tensor([[9.0, 2.0, 0.1, 1.0, 1.0]])
     filterbank_x, filterbank_y = attention.filterbanks(window, 1, 10, 10)
     assert np.argmax(filterbank_x[0, 0]) + 1 == 9
     assert np.argmax(filterbank_y[0, 0]) + 1 == 2
@@ -120,13 +118,13 @@ def test_read_and_write_filters_match_eqs_27_and_29(height, width, N, channels):
     images = rng.uniform(size=(2, height, width, channels))
     patches = rng.normal(size=(2, N, N, channels))
     filterbank_x, filterbank_y = attention.filterbanks(
-        tf.constant(windows, tf.float32), N, height, width
+        tensor(windows), N, height, width
     )
     glimpses = attention.apply_read_filters(
-        tf.constant(images, tf.float32), filterbank_x, filterbank_y
+        tensor(images), filterbank_x, filterbank_y
     )
     written = attention.apply_write_filters(
-        tf.constant(patches, tf.float32), filterbank_x, filterbank_y
+        tensor(patches), filterbank_x, filterbank_y
     )
     for k, (g_x, g_y, sigma2, delta, gamma) in enumerate(windows):
         F_X = ref.filterbank(g_x, delta, sigma2, N, width)
@@ -151,25 +149,25 @@ def test_write_is_adjoint_of_read(height, width, N):
     rng = np.random.default_rng(3)
     windows = _random_windows(rng, 3, height, width)
     windows[:, 4] = 1.0
-    images = tf.constant(rng.normal(size=(3, height, width, 2)), tf.float32)
-    patches = tf.constant(rng.normal(size=(3, N, N, 2)), tf.float32)
+    images = tensor(rng.normal(size=(3, height, width, 2)))
+    patches = tensor(rng.normal(size=(3, N, N, 2)))
     filterbank_x, filterbank_y = attention.filterbanks(
-        tf.constant(windows, tf.float32), N, height, width
+        tensor(windows), N, height, width
     )
     read = attention.apply_read_filters(images, filterbank_x, filterbank_y)
     written = attention.apply_write_filters(patches, filterbank_x, filterbank_y)
-    lhs = tf.reduce_sum(read * patches, axis=[1, 2, 3])
-    rhs = tf.reduce_sum(images * written, axis=[1, 2, 3])
+    lhs = numpy(ops.sum(read * patches, axis=(1, 2, 3)))
+    rhs = numpy(ops.sum(images * written, axis=(1, 2, 3)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("height,width,N", SHAPES)
 def test_window_head_matches_eqs_22_to_24(height, width, N):
     head = attention.AttentionWindowHead(N, (height, width, 1))
-    hidden = tf.random.stateless_normal([4, 7], seed=[1, 2])
-    window = head(hidden).numpy()
-    kernel, bias = (v.numpy() for v in head.linear.weights)
-    raw = hidden.numpy() @ kernel + bias
+    hidden = np.random.default_rng(12).normal(size=(4, 7))
+    window = numpy(head(tensor(hidden)))
+    kernel, bias = (numpy(v) for v in head.linear.weights)
+    raw = hidden @ kernel + bias
     for k in range(4):
         np.testing.assert_allclose(
             window[k],
@@ -197,7 +195,7 @@ def test_attentive_read_layer(channels):
     _set_random_weights(read, 5)
     glimpses, window = read(images, errors, hidden)
     assert glimpses.shape == (2, 2 * N * N * channels) == (2, read.output_size)
-    kernel, bias = (v.numpy() for v in read.window_head.linear.weights)
+    kernel, bias = (numpy(v) for v in read.window_head.linear.weights)
     for k in range(2):
         g_x, g_y, sigma2, delta, gamma = ref.window_from_linear(
             hidden[k] @ kernel + bias, N, width, height
@@ -227,9 +225,9 @@ def test_attentive_write_layer(channels):
     update, window = write(hidden)
     assert update.shape == (2, height, width, channels)
     head_kernel, head_bias = (
-        v.numpy() for v in write.window_head.linear.weights
+        numpy(v) for v in write.window_head.linear.weights
     )
-    patch_kernel, patch_bias = (v.numpy() for v in write.patch_layer.weights)
+    patch_kernel, patch_bias = (numpy(v) for v in write.patch_layer.weights)
     for k in range(2):
         g_x, g_y, sigma2, delta, gamma = ref.window_from_linear(
             hidden[k] @ head_kernel + head_bias, N, width, height
@@ -268,21 +266,22 @@ def test_colour_channels_share_the_filters():
 
 def test_no_attention_read_and_write_eqs_17_18():
     read = attention.FullImageRead((4, 3, 2))
-    images = tf.random.uniform([2, 4, 3, 2])
-    errors = tf.random.uniform([2, 4, 3, 2])
+    rng = np.random.default_rng(5)
+    images = rng.uniform(size=(2, 4, 3, 2)).astype(np.float32)
+    errors = rng.uniform(size=(2, 4, 3, 2)).astype(np.float32)
     np.testing.assert_array_equal(
-        read(images, errors),
+        numpy(read(tensor(images), tensor(errors))),
         np.concatenate(
             [np.reshape(images, [2, -1]), np.reshape(errors, [2, -1])], -1
         ),
     )
     write = attention.DenseWrite((4, 3, 2))
-    hidden = tf.random.uniform([2, 5])
-    update = write(hidden)
-    kernel, bias = (v.numpy() for v in write.linear.weights)
+    hidden = rng.uniform(size=(2, 5)).astype(np.float32)
+    update = numpy(write(tensor(hidden)))
+    kernel, bias = (numpy(v) for v in write.linear.weights)
     np.testing.assert_allclose(
         update,
-        (hidden.numpy() @ kernel + bias).reshape(2, 4, 3, 2),
+        (hidden @ kernel + bias).reshape(2, 4, 3, 2),
         rtol=1e-5,
         atol=1e-6,
     )

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from draw_tf import cell as cell_lib
 from tests import numpy_reference as ref
+from tests.backends import numpy, tensor
 
 
 def _randomise(layer, seed):
@@ -15,7 +15,7 @@ def _randomise(layer, seed):
 
 
 def _weights(layer):
-    return [v.numpy().astype(np.float64) for v in layer.weights]
+    return [numpy(v).astype(np.float64) for v in layer.weights]
 
 
 def _reference_steps(cell, images, noise):
@@ -158,7 +158,7 @@ def test_initial_state_is_zero_and_sized():
     for tensor in state:
         assert not np.any(tensor)
     assert cell.state_size.encoder_hidden == 7
-    assert cell.state_size.canvas == tf.TensorShape([4, 4, 1])
+    assert tuple(cell.state_size.canvas) == (4, 4, 1)
 
 
 def test_read_and_write_heads_are_separate_with_their_own_sizes():
@@ -174,13 +174,13 @@ def test_read_and_write_heads_are_separate_with_their_own_sizes():
     assert cell.read_layer.output_size == 2 * 2 * 2
     assert cell.write_layer.patch_layer.units == 5 * 5
     # Changing one head moves its own window only.
-    images = tf.ones([1, 8, 8, 1])
-    hidden = tf.ones([1, 6])
+    images = tensor(np.ones([1, 8, 8, 1]))
+    hidden = tensor(np.ones([1, 6]))
 
     def windows():
         _, read_window = cell.read_layer(images, images, hidden)
         _, write_window = cell.write_layer(hidden)
-        return read_window.numpy(), write_window.numpy()
+        return numpy(read_window), numpy(write_window)
 
     read_before, write_before = windows()
     read_head.bias.assign(read_head.bias + 0.5)
@@ -198,9 +198,7 @@ def test_generate_step_runs_the_decoder_alone():
     cell.build()
     _randomise(cell, 2)
     state = cell.get_initial_state(2)
-    latent = tf.constant(
-        np.random.default_rng(3).normal(size=(2, 3)), tf.float32
-    )
+    latent = tensor(np.random.default_rng(3).normal(size=(2, 3)))
     outputs, next_state = cell.generate_step(latent, state)
     h, (_, c) = cell.decoder(latent, [state.decoder_hidden, state.decoder_cell])
     update, window = cell.write_layer(h)

@@ -1,5 +1,8 @@
 """Test set-up: quiet TensorFlow, and two logical CPU devices.
 
+With `KERAS_BACKEND=jax` (tests/jax_backend_test.py) TensorFlow is not
+imported, and `DRAW_TF_BLOCK_TENSORFLOW=1` makes it unimportable.
+
 The logical devices must be configured before any TensorFlow op runs, so
 this happens when pytest imports this file, before any test module.
 Two devices let `tf.distribute.MirroredStrategy` run two real replicas on
@@ -7,17 +10,24 @@ one CPU.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import tensorflow as tf  # noqa: E402
+if os.environ.get("DRAW_TF_BLOCK_TENSORFLOW") == "1":
+    # tests/jax_backend_test.py: the portable tests on JAX with TensorFlow
+    # unimportable, as on a machine without it.
+    sys.modules["tensorflow"] = None
 
-_cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0],
-    [tf.config.LogicalDeviceConfiguration()] * 2,
-)
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+
+    _cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        _cpus[0],
+        [tf.config.LogicalDeviceConfiguration()] * 2,
+    )
 
 import pytest  # noqa: E402
 
@@ -25,6 +35,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory):
     """A training workdir of a tiny model trained for a few steps."""
+    import tensorflow as tf
+
     from draw_tf import config as config_lib
     from draw_tf import data, training
     from tests.tiny_run import tiny_config
