@@ -1,8 +1,10 @@
 """Trains, evaluates and draws DRAW models: `python train.py --flagfile=...`.
 
-Flags only; the work is in `draw_tf.training`. A user error (a bad flag,
-missing or corrupt data, a workdir of another architecture) ends the run
-with one line on stderr and exit status 2.
+Flags only; the work is in `draw_tf.training` (tf.distribute) when Keras
+runs on TensorFlow, and in `draw_tf.keras_training` (`fit()`) on another
+backend (`KERAS_BACKEND=jax`, where TensorFlow need not be installed). A
+user error (a bad flag, missing or corrupt data, a workdir of another
+architecture) ends the run with one line on stderr and exit status 2.
 """
 
 import os
@@ -11,11 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags, logging  # noqa: E402
 
-from draw_tf import (  # noqa: E402
-    cli,  # noqa: E402
-    distribution,
-    training,
-)
+from draw_tf import backend, cli  # noqa: E402
 from draw_tf import config as config_lib  # noqa: E402
 
 _DEFAULTS = config_lib.TrainConfig(workdir="")
@@ -260,13 +258,35 @@ def main(argv):
     try:
         config = config_lib.TrainConfig(**_config_values())
         config.validate()
-        # Logical devices must exist before TensorFlow runs anything.
-        if not os.environ.get("TF_CONFIG"):
-            distribution.configure_cpu_devices(config.num_cpu_devices)
-        training.run(config)
+        if backend.is_tensorflow():
+            run_with_tensorflow(config)
+        else:
+            run_with_keras(config)
     except config_lib.ConfigError as error:
         cli.fail("train.py", error)
+
+
+def run_with_tensorflow(config):
+    """draw_tf.training: tf.distribute, tf.data, TensorFlow checkpoints."""
+    from draw_tf import distribution, training
+
+    # Logical devices must exist before TensorFlow runs anything.
+    if not os.environ.get("TF_CONFIG"):
+        distribution.configure_cpu_devices(config.num_cpu_devices)
+    try:
+        training.run(config)
     except training.TrainingDivergedError as error:
+        cli.fail("train.py", error, status=1)
+
+
+def run_with_keras(config):
+    """draw_tf.keras_training: fit() on the backend Keras runs on."""
+    from draw_tf import keras_training
+
+    logging.info("Keras backend %s: training with fit().", backend.name())
+    try:
+        keras_training.run(config)
+    except keras_training.TrainingDivergedError as error:
         cli.fail("train.py", error, status=1)
 
 

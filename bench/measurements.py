@@ -451,3 +451,51 @@ def peer_throughput(
         "examples_per_second": round(rate, 1),
         "window_examples_per_second": figures.get("all", []),
     }
+
+
+def keras_throughput(
+    backend: str,
+    batch_size: int,
+    num_steps: int,
+    units: int,
+    latent_size: int,
+    image_size: int,
+    windows: int,
+    steps_per_window: int,
+) -> dict:
+    """Examples/s of Keras' fit() step on `backend`, in a process of its own.
+
+    Runs bench/keras_throughput.py with KERAS_BACKEND=`backend`.
+
+    Returns:
+      Its JSON report (examples_per_second, first_step_seconds, ...).
+
+    Raises:
+      ValueError: if it fails, with its last line of output.
+    """
+    script = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "keras_throughput.py"
+    )
+    command = [
+        sys.executable,
+        script,
+        f"--batch_size={batch_size}",
+        f"--num_steps={num_steps}",
+        f"--units={units}",
+        f"--latent_size={latent_size}",
+        f"--image_size={image_size}",
+        f"--windows={windows}",
+        f"--steps_per_window={steps_per_window}",
+    ]
+    environment = dict(os.environ, KERAS_BACKEND=backend)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=3600, env=environment
+    )
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        raise ValueError(
+            f"keras_throughput.py on {backend} failed: "
+            f"{lines[-1] if lines else 'no output'}"
+        ) from None

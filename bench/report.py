@@ -38,6 +38,7 @@ _COUNT_LIMITS = {
     "generation_batch": 65_536,
     "generation_batch_requests": 100_000,
     "profile_steps": 1000,
+    "backend_rounds": 100,
 }
 
 
@@ -65,6 +66,8 @@ class Options:
     peer_python: str = ""
     peer_script: str = ""
     peer_rounds: int = 3
+    # The "backends" section: rounds of the Keras fit() step on each backend.
+    backend_rounds: int = 2
 
     def validate(self, known_sections) -> "Options":
         """Raises ValueError naming the bad option."""
@@ -110,6 +113,11 @@ class Options:
                 raise ValueError(
                     f"--peer_rounds must be in 1..100; got {self.peer_rounds}."
                 )
+        if self.backend_rounds < 1:
+            raise ValueError(
+                "--backend_rounds must be at least 1; got "
+                f"{self.backend_rounds}."
+            )
         for name, limit in _COUNT_LIMITS.items():
             if getattr(self, name) > limit:
                 raise ValueError(
@@ -225,6 +233,8 @@ def run(options: Options) -> dict:
         }
     if options.peer_draw:
         report["side_by_side"] = _side_by_side(options, config)
+    if "backends" in options.sections:
+        report["backends"] = _backends(options, config)
     report["targets"] = _targets(options, report)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
@@ -310,6 +320,55 @@ def _side_by_side(options, config) -> dict:
         "draw_tf_median": round(draw_tf_rate, 1),
         "peer_median": round(peer_rate, 1),
         "ratio": round(draw_tf_rate / peer_rate, 3),
+    }
+
+
+def _backends(options, config) -> dict:
+    """draw_tf's tf.distribute step and Keras' fit() step on each backend.
+
+    Each round times draw_tf's compiled training step (this process), then
+    `bench/keras_throughput.py` (the step `fit()` runs) in a process of its
+    own under KERAS_BACKEND=tensorflow and under KERAS_BACKEND=jax, same
+    model and batch; the ratios are of the medians over rounds, against
+    the tf.distribute step.
+    """
+    batch_size = options.batch_sizes[0]
+    rates = {"tf_distribute": [], "keras_tensorflow": [], "keras_jax": []}
+    first_steps = {"keras_tensorflow": [], "keras_jax": []}
+    for round_index in range(options.backend_rounds):
+        rates["tf_distribute"].append(
+            measurements.training_throughput(
+                config(batch_size=batch_size, name=f"backends_{round_index}"),
+                "compiled",
+                options.windows,
+                options.steps_per_window,
+            )["examples_per_second"]
+        )
+        for backend in ("tensorflow", "jax"):
+            result = measurements.keras_throughput(
+                backend,
+                batch_size,
+                options.num_steps,
+                options.units,
+                options.latent_size,
+                options.image_size,
+                options.windows,
+                options.steps_per_window,
+            )
+            rates[f"keras_{backend}"].append(result["examples_per_second"])
+            first_steps[f"keras_{backend}"].append(result["first_step_seconds"])
+    medians = {name: float(np.median(values)) for name, values in rates.items()}
+    return {
+        "batch_size": batch_size,
+        "rounds": options.backend_rounds,
+        "examples_per_second": rates,
+        "first_step_seconds": first_steps,
+        "medians": {name: round(value, 1) for name, value in medians.items()},
+        "ratios_to_tf_distribute": {
+            name: round(value / medians["tf_distribute"], 3)
+            for name, value in medians.items()
+            if name != "tf_distribute"
+        },
     }
 
 
@@ -409,6 +468,19 @@ def table(report: dict) -> str:
             f"Side by side, batch {side['batch_size']}, {side['rounds']} "
             f"alternated rounds: draw_tf {side['draw_tf_median']} examples/s, "
             f"PyTorch peer {side['peer_median']}: ratio {side['ratio']}"
+        )
+    if "backends" in report:
+        backends = report["backends"]
+        medians, ratios = (
+            backends["medians"],
+            backends["ratios_to_tf_distribute"],
+        )
+        lines.append(
+            f"Backends, batch {backends['batch_size']}, {backends['rounds']} "
+            f"alternated rounds: tf.distribute step "
+            f"{medians['tf_distribute']} examples/s; fit() on TensorFlow "
+            f"{medians['keras_tensorflow']} ({ratios['keras_tensorflow']}x), "
+            f"on JAX {medians['keras_jax']} ({ratios['keras_jax']}x)"
         )
     if "training" in report:
         lines.append("")

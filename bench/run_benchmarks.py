@@ -15,6 +15,10 @@ In one run, on synthetic 28 x 28 images (no data files needed):
   - generation through an exported SavedModel run as TF Serving runs it:
     p50/p99 latency at batch 1, images/s at batch 64;
   - optionally (--profile_steps) op time by type of a training step;
+  - optionally (--sections=...,backends) Keras' fit() training step
+    (bench/keras_throughput.py) under TensorFlow and under JAX, each in a
+    process of its own, alternated with draw_tf's tf.distribute step over
+    --backend_rounds, and their ratios to it;
   - optionally (--peer_draw, --peer_python) the PyTorch peer
     (kamenbliznashki/generative_models draw.py, run by
     shared/bench/peer_throughput.py in a venv with torch) side by side
@@ -61,8 +65,14 @@ _VARIANTS = flags.DEFINE_list(
     "cell called T times from Python, op by op: the plain formulation; "
     "also times its generation).",
 )
+# Not run unless named: needs JAX, and times three training steps.
+OPTIONAL_SECTIONS = ("backends",)
 _SECTIONS = flags.DEFINE_list(
-    "sections", list(SECTIONS), f"What to measure, of {', '.join(SECTIONS)}."
+    "sections",
+    list(SECTIONS),
+    f"What to measure, of {', '.join(SECTIONS + OPTIONAL_SECTIONS)} "
+    "(backends: draw_tf's tf.distribute step beside Keras' fit() step on "
+    "TensorFlow and on JAX, alternated; not in the default).",
 )
 _NUM_STEPS = flags.DEFINE_integer("num_steps", 64, "T.", lower_bound=1)
 _UNITS = flags.DEFINE_integer(
@@ -121,6 +131,13 @@ _PEER_SCRIPT = flags.DEFINE_string(
 _PEER_ROUNDS = flags.DEFINE_integer(
     "peer_rounds", 3, "Alternated rounds of draw_tf and the peer; 1..100."
 )
+_BACKEND_ROUNDS = flags.DEFINE_integer(
+    "backend_rounds",
+    2,
+    "With --sections=...,backends: alternated rounds of draw_tf's "
+    "tf.distribute step and Keras' fit() step on TensorFlow and JAX; "
+    "1..100.",
+)
 
 
 def main(argv):
@@ -158,7 +175,8 @@ def main(argv):
             peer_python=_PEER_PYTHON.value,
             peer_script=_PEER_SCRIPT.value,
             peer_rounds=_PEER_ROUNDS.value,
-        ).validate(SECTIONS)
+            backend_rounds=_BACKEND_ROUNDS.value,
+        ).validate(SECTIONS + OPTIONAL_SECTIONS)
         peer_flags = (_PEER_PYTHON, _PEER_SCRIPT, _PEER_ROUNDS)
         if not _PEER_DRAW.value and any(flag.present for flag in peer_flags):
             raise ValueError(

@@ -38,13 +38,16 @@ replicas share it.
 import dataclasses
 import gzip
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from draw_tf import composite_mnist
 from draw_tf.config import COMPOSITE_DATASETS, ConfigError, TrainConfig
+
+if TYPE_CHECKING:  # TensorFlow only where tf.data is used: not on JAX.
+    import tensorflow as tf
 
 # Seed of the static binarization (documented in the README).
 STATIC_BINARIZATION_SEED = 1502_04623
@@ -354,7 +357,14 @@ def _synthetic(config: TrainConfig):
 
 
 def _load_tfds(config: TrainConfig):
-    import tensorflow_datasets as tfds  # Slow to import; only when used.
+    try:
+        import tensorflow_datasets as tfds  # Slow to import; only when used.
+    except ImportError as error:
+        raise DataError(
+            f"--dataset={config.dataset} without local files needs TFDS, "
+            f"which needs TensorFlow ({error}); pass --data_dir=DIR with "
+            "MNIST-format idx files."
+        ) from None
 
     if config.tfds_data_dir and os.path.isfile(config.tfds_data_dir):
         raise DataError(
@@ -410,6 +420,8 @@ def _load_tfds(config: TrainConfig):
 
 
 def _image_and_label(example):
+    import tensorflow as tf
+
     return {
         "image": example["image"],
         "label": example.get("label", tf.zeros([], tf.int64)),
@@ -425,7 +437,7 @@ def train_dataset(
     end_step: int,
     dynamic_binarization: bool,
     labels: np.ndarray | None = None,
-) -> tf.data.Dataset:
+) -> "tf.data.Dataset":
     """Global training batches for steps start_step..end_step - 1.
 
     Args:
@@ -445,6 +457,8 @@ def train_dataset(
       latent_size], eps ~ N(0, I) for every DRAW step) and, with labels,
       labels (int64 [batch]).
     """
+    import tensorflow as tf
+
     count = len(images)
     if batch_size > count:
         raise ConfigError(
@@ -490,8 +504,10 @@ def train_dataset(
     )
 
 
-def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def eval_dataset(images: np.ndarray, batch_size: int) -> "tf.data.Dataset":
     """float32 [<=batch, height, width, channels] batches in order, all kept."""
+    import tensorflow as tf
+
     return (
         tf.data.Dataset.from_tensor_slices(images)
         .batch(batch_size)
@@ -500,8 +516,10 @@ def eval_dataset(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     )
 
 
-def _stream_seed(seed: int, stream: int, counter) -> tf.Tensor:
+def _stream_seed(seed: int, stream: int, counter) -> "tf.Tensor":
     """A stateless seed for (run seed, stream, counter)."""
+    import tensorflow as tf
+
     base = tf.constant([seed, stream], dtype=tf.int64)
     return tf.random.experimental.stateless_fold_in(
         base, tf.cast(counter, tf.int64)

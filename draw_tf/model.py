@@ -355,8 +355,10 @@ def _batch_major(time_major: Tensor) -> Tensor:
 
 
 def _shape_dims(shape):
-    """A shape (tuple, list, tf.TensorShape) as a tuple of ints and None;
-    None for a shape of unknown rank."""
+    """A shape (tuple, list, tf.TensorShape) as a tuple of ints and None.
+
+    None for a shape of unknown rank.
+    """
     try:
         return tuple(None if dim is None else int(dim) for dim in shape)
     except (TypeError, ValueError):
@@ -370,7 +372,7 @@ def _shape_compatible(shape, expected) -> bool:
         return False
     return all(
         dim is None or want is None or dim == want
-        for dim, want in zip(dims, expected)
+        for dim, want in zip(dims, expected, strict=True)
     )
 
 

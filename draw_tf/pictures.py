@@ -172,3 +172,67 @@ def save_png(picture: Image.Image, path: str) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     picture.save(path)
     return path
+
+
+def save_run_pictures(
+    generated: dict,
+    reconstructed: dict,
+    directory: str,
+    read_size: int | None,
+    write_size: int | None,
+) -> dict:
+    """The pictures of a run: samples, and drawing and redrawing, step by step.
+
+    Args:
+      generated: NumPy outputs of `DrawModel.generate`: images [n, H, W, C],
+        canvases [n, T, H, W, C], and write_windows [n, T, 5] with write
+        attention.
+      reconstructed: NumPy outputs of `DrawModel.__call__` on test images
+        with `return_canvases=True` (canvases, and read_windows and
+        write_windows with attention).
+      directory: where to write samples.png, generation.{png,gif} and
+        reconstruction.{png,gif}.
+      read_size: N of the read, None without read attention.
+      write_size: N of the write, None without write attention.
+
+    Returns:
+      {name: path} of the files written.
+    """
+    paths = {
+        "samples": save_png(
+            grid(generated["images"], columns=8),
+            os.path.join(directory, "samples.png"),
+        )
+    }
+    shown = min(len(generated["images"]), 8)
+
+    def first(outputs, key):
+        value = outputs.get(key)
+        return None if value is None else value[:shown]
+
+    tiles = annotated_tiles(
+        generated["canvases"][:shown],
+        write_windows=first(generated, "write_windows"),
+        write_size=write_size,
+    )
+    paths.update(save_sequence(tiles, directory, "generation"))
+    tiles = annotated_tiles(
+        reconstructed["canvases"][:shown],
+        read_windows=first(reconstructed, "read_windows"),
+        write_windows=first(reconstructed, "write_windows"),
+        read_size=read_size,
+        write_size=write_size,
+    )
+    paths.update(save_sequence(tiles, directory, "reconstruction"))
+    return paths
+
+
+def save_sequence(tiles: list[Image.Image], directory: str, name: str) -> dict:
+    """Writes `<name>.png` (a strip) and `<name>.gif`; returns their paths."""
+    strip_path = save_png(
+        sequence_strip(tiles), os.path.join(directory, f"{name}.png")
+    )
+    gif_path = save_gif(
+        animation_frames(tiles), os.path.join(directory, f"{name}.gif")
+    )
+    return {f"{name}_png": strip_path, f"{name}_gif": gif_path}

@@ -240,12 +240,34 @@ class Experiment:
         return path
 
     def restore_for_evaluation(self) -> str | None:
-        """Restores the best-validation checkpoint, else the latest."""
-        path = self.restore("best") or self.restore("checkpoints")
+        """Restores the best-validation checkpoint, else the latest.
+
+        A workdir trained with `fit()` on another backend
+        (`draw_tf.keras_training`, e.g. on JAX) has no TensorFlow
+        checkpoint; its best weights are used.
+        """
+        path = (
+            self.restore("best")
+            or self.restore("checkpoints")
+            or self._load_keras_best()
+        )
         if path:
             logging.info(
                 "Using checkpoint %s (step %d).", path, int(self.step.numpy())
             )
+        return path
+
+    def _load_keras_best(self) -> str | None:
+        """The best weights of a workdir `draw_tf.keras_training` wrote."""
+        from draw_tf import keras_training
+
+        path = os.path.join(self.config.workdir, keras_training.BEST_WEIGHTS)
+        if not os.path.exists(path):
+            return None
+        self.model.load_weights(path)
+        state = os.path.join(self.config.workdir, keras_training.BEST_STATE)
+        with open(state) as file:
+            self.step.assign(int(json.load(file)["step"]))
         return path
 
     def load_pretrained(self, name: str) -> None:
@@ -431,36 +453,18 @@ class Experiment:
             return {}
         if self.classify:
             return self._draw_glimpses(directory)
-        cell = model.cell
         seed = tf.constant([config.seed, 7], tf.int64)
         generated = self._generate(count, seed=seed)
-        paths = {
-            "samples": pictures.save_png(
-                pictures.grid(generated["images"].numpy(), columns=8),
-                os.path.join(directory, "samples.png"),
-            )
-        }
         shown = min(count, 8)
-        tiles = pictures.annotated_tiles(
-            generated["canvases"][:shown].numpy(),
-            write_windows=_numpy_or_none(generated.get("write_windows"), shown),
-            write_size=cell.write_patch_size,
-        )
-        paths.update(self._save_sequence(tiles, directory, "generation"))
         test_images = tf.cast(self.splits.test[:shown], tf.float32) / 255.0
         reconstructed = self._reconstruct(test_images, seed)
-        tiles = pictures.annotated_tiles(
-            reconstructed["canvases"].numpy(),
-            read_windows=_numpy_or_none(
-                reconstructed.get("read_windows"), shown
-            ),
-            write_windows=_numpy_or_none(
-                reconstructed.get("write_windows"), shown
-            ),
-            read_size=cell.read_glimpse_size,
-            write_size=cell.write_patch_size,
+        paths = pictures.save_run_pictures(
+            {key: value.numpy() for key, value in generated.items()},
+            {key: value.numpy() for key, value in reconstructed.items()},
+            directory,
+            read_size=model.cell.read_glimpse_size,
+            write_size=model.cell.write_patch_size,
         )
-        paths.update(self._save_sequence(tiles, directory, "reconstruction"))
         with self.writer.as_default(step=int(self.step.numpy())):
             tf.summary.image(
                 "samples", generated["images"][: min(count, 16)], max_outputs=16
@@ -480,7 +484,7 @@ class Experiment:
             read_windows=outputs["read_windows"].numpy(),
             read_size=self.model.glimpse_size,
         )
-        paths = self._save_sequence(tiles, directory, "glimpses")
+        paths = pictures.save_sequence(tiles, directory, "glimpses")
         predicted = np.argmax(outputs["logits"].numpy(), axis=-1)
         logging.info(
             "glimpses on test images: labels %s, predicted %s",
@@ -490,18 +494,6 @@ class Experiment:
         for name, path in paths.items():
             logging.info("Wrote %s: %s", name, path)
         return paths
-
-    @staticmethod
-    def _save_sequence(tiles, directory, name) -> dict:
-        strip_path = pictures.save_png(
-            pictures.sequence_strip(tiles),
-            os.path.join(directory, f"{name}.png"),
-        )
-        gif_path = pictures.save_gif(
-            pictures.animation_frames(tiles),
-            os.path.join(directory, f"{name}.gif"),
-        )
-        return {f"{name}_png": strip_path, f"{name}_gif": gif_path}
 
     def _train_step_fn(self, images, noise, labels=None):
         global_batch = self.config.batch_size
@@ -653,10 +645,6 @@ class Experiment:
         path = self.managers[name].save(checkpoint_number=step)
         if not self.is_chief:
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
-
-
-def _numpy_or_none(tensor, count):
-    return None if tensor is None else tensor[:count].numpy()
 
 
 def _duration(seconds: float) -> str:

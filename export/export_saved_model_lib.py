@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 import draw_tf
-from draw_tf import losses
+from draw_tf import keras_training, losses
 from draw_tf.config import ConfigError, make_writable_directory
 
 SIGNATURES = (
@@ -255,6 +255,10 @@ def find_checkpoint(workdir: str, checkpoint: str = "") -> str:
         path = tf.train.latest_checkpoint(os.path.join(workdir, name))
         if path:
             return path
+    # A workdir trained with fit() on another backend (keras_training).
+    path = os.path.join(workdir, keras_training.BEST_WEIGHTS)
+    if os.path.exists(path):
+        return path
     raise ExportError(f"--workdir={workdir} has no checkpoint to export.")
 
 
@@ -269,6 +273,17 @@ def load_model(workdir: str, checkpoint: str = "") -> tuple:
     """
     model = draw_tf.DrawModel(**read_architecture(workdir), name="draw")
     path = find_checkpoint(workdir, checkpoint)
+    if path.endswith(".weights.h5"):
+        try:
+            model.load_weights(path)
+        except ValueError as error:
+            first_line = str(error).strip().splitlines()[0][:300]
+            raise ExportError(
+                f"{path} does not match the model of "
+                f"{os.path.join(workdir, 'config.json')}: {first_line}"
+            ) from None
+        with open(os.path.join(workdir, keras_training.BEST_STATE)) as file:
+            return model, path, int(json.load(file)["step"])
     step = tf.Variable(0, dtype=tf.int64)
     try:
         status = tf.train.Checkpoint(model=model, step=step).restore(path)

@@ -23,7 +23,7 @@ def numpy(value) -> np.ndarray:
 
 
 def gradient(function, value):
-    """d function(x) / dx at x = `value`, for a scalar-valued `function`."""
+    """The derivative of a scalar-valued `function` at `value`."""
     x = tensor(value)
     if keras.backend.backend() == "jax":
         import jax
@@ -43,7 +43,8 @@ def loss_and_gradients(model, loss_function, *args, **kwargs):
     Args:
       model: a built Keras model.
       loss_function: maps the model's outputs to a scalar.
-      *args, **kwargs: the model's call arguments.
+      *args: the model's call arguments.
+      **kwargs: the model's keyword call arguments.
 
     Returns:
       (loss as a float, [gradient of every trainable variable as NumPy]).
@@ -62,7 +63,7 @@ def loss_and_gradients(model, loss_function, *args, **kwargs):
             )
             return loss_function(outputs)
 
-        loss, grads = jax.value_and_grad(loss_of)(trainable)
+        loss, grads = jax.jit(jax.value_and_grad(loss_of))(trainable)
         return float(loss), [numpy(g) for g in grads]
     import tensorflow as tf
 

@@ -197,3 +197,45 @@ def test_side_by_side_with_the_peer_alternates_and_reports_the_ratio(
     assert len(calls.read_text().splitlines()) == 2
     assert "ratio" in result.stderr and "CPUs (" in result.stderr
     assert json.loads(result.stdout)["device"]["vector_extensions"]
+
+
+def test_backends_section_times_fit_on_tensorflow_and_jax():
+    result = _run_benchmarks(
+        "--num_steps=3",
+        "--units=8",
+        "--latent_size=3",
+        "--image_size=10",
+        "--batch_sizes=8",
+        "--sections=backends",
+        "--windows=2",
+        "--steps_per_window=2",
+        "--backend_rounds=1",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    backends = json.loads(result.stdout)["backends"]
+    rates = backends["examples_per_second"]
+    assert sorted(rates) == ["keras_jax", "keras_tensorflow", "tf_distribute"]
+    assert all(len(values) == 1 and values[0] > 0 for values in rates.values())
+    assert set(backends["ratios_to_tf_distribute"]) == {
+        "keras_jax",
+        "keras_tensorflow",
+    }
+    assert "fit() on TensorFlow" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argument", ["--batch_size=0", "--windows=x", "--bogus=1", "extra"]
+)
+def test_keras_throughput_bad_arguments_are_one_line(argument):
+    result = subprocess.run(
+        [sys.executable, "bench/keras_throughput.py", argument],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPOSITORY,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "keras_throughput.py: error: "
+    ), lines

@@ -17,7 +17,7 @@ BINARIES = {
     ".": ["train.py"],
     "export": ["export_saved_model.py", "ship_pretrained.py"],
     "serving": ["client.py", "session_benchmark.py"],
-    "bench": ["run_benchmarks.py"],
+    "bench": ["keras_throughput.py", "run_benchmarks.py"],
 }
 
 

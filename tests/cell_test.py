@@ -155,8 +155,8 @@ def test_initial_state_is_zero_and_sized():
     assert state.canvas.shape == (3, 4, 4, 1)
     assert state.encoder_hidden.shape == state.encoder_cell.shape == (3, 7)
     assert state.decoder_hidden.shape == state.decoder_cell.shape == (3, 5)
-    for tensor in state:
-        assert not np.any(tensor)
+    for value in state:
+        assert not np.any(numpy(value))
     assert cell.state_size.encoder_hidden == 7
     assert tuple(cell.state_size.canvas) == (4, 4, 1)
 

@@ -257,6 +257,7 @@ def test_every_flag_of_the_other_binaries_is_one_line(
                 "peer_python": [sys.executable],  # without --peer_draw
                 "peer_script": [str(missing)],
                 "peer_rounds": ["0", *NOT_INT, HUGE],
+                "backend_rounds": ["0", *NOT_INT, HUGE],
             },
         ),
     }

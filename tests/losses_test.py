@@ -111,7 +111,7 @@ def test_negative_elbo_is_sum_and_mean_is_over_images():
 
 
 def _log_normal(x, mean, log_stddev):
-    """log N(x; mean, exp(log_stddev)^2), elementwise, float64."""
+    """The log density of N(mean, exp(log_stddev)^2) at x, elementwise."""
     return (
         -0.5 * ((x - mean) / np.exp(log_stddev)) ** 2
         - log_stddev

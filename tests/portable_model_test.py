@@ -173,3 +173,25 @@ def test_keras_format_round_trips(tmp_path):
         numpy(model.generate(noise=noise)["images"]),
         atol=1e-6,
     )
+
+
+def test_tensorboard_callback_writes_the_loss_and_its_terms(tmp_path):
+    pytest.importorskip("tensorflow", reason="TensorBoard needs TensorFlow")
+    from tensorboard.backend.event_processing import event_accumulator
+
+    model = _model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(
+        block_images(16, seed=9),
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(str(tmp_path))],
+    )
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "train"))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["tensors"]) | set(
+        accumulator.Tags()["scalars"]
+    )
+    for name in ("loss", "reconstruction_loss", "latent_loss"):
+        assert f"epoch_{name}" in tags, tags

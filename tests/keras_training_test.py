@@ -1,0 +1,127 @@
+"""draw_tf.keras_training: train.py's fit() path, on whichever backend runs.
+
+The main pytest run runs it on TensorFlow; tests/jax_backend_test.py runs
+it again on JAX with TensorFlow unimportable (the path train.py takes
+there).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from draw_tf import config as config_lib
+from draw_tf import data, keras_training
+from tests.tiny_run import tiny_config
+
+
+def _trainer(workdir, **overrides):
+    settings = dict(
+        train_steps=4,
+        checkpoint_every_steps=2,
+        eval_every_steps=2,
+        max_eval_examples=32,
+        eval_batch_size=16,
+    )
+    config = tiny_config(workdir, **{**settings, **overrides})
+    splits = data.load_splits(config)
+    config_lib.check_workdir_architecture(config, splits.image_shape)
+    return keras_training.KerasTrainer(config, splits)
+
+
+def test_batches_are_a_function_of_the_seed_and_step():
+    config = tiny_config("unused")
+    splits = data.load_splits(config)
+    whole = keras_training.training_images(splits, config, 0, 5)
+    assert whole.shape == (5 * config.batch_size, 8, 8, 1)
+    assert set(np.unique(whole)) <= {0.0, 1.0}  # dynamically binarized
+    np.testing.assert_array_equal(
+        keras_training.training_images(splits, config, 3, 5),
+        whole[3 * config.batch_size :],
+    )
+    other_seed = keras_training.training_images(
+        splits, tiny_config("unused", seed=1), 0, 5
+    )
+    assert not np.array_equal(whole, other_seed)
+
+
+def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
+    straight = _trainer(tmp_path / "straight")
+    straight.train()
+    assert straight.step == 4
+    workdir = tmp_path / "straight"
+    assert sorted(os.listdir(workdir / "keras_checkpoints")) == [
+        "ckpt-2.keras",
+        "ckpt-4.keras",
+        "state.json",
+    ]
+    lines = (workdir / "eval" / "validation.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    best = json.loads((workdir / "best" / "state.json").read_text())
+    assert best["step"] in (2, 4)
+    assert (workdir / "best" / "model.weights.h5").exists()
+    machines = (workdir / "machines.jsonl").read_text().splitlines()
+    assert json.loads(machines[0])["start_step"] == 0
+
+    # Stopped after 2 steps, then a new process goes on to 4.
+    first = _trainer(tmp_path / "resumed", train_steps=2)
+    first.train()
+    second = _trainer(tmp_path / "resumed")
+    second.train()
+    assert second.step == 4
+    for got, want in zip(
+        second.model.get_weights(), straight.model.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(
+        second.model.optimizer.variables,
+        straight.model.optimizer.variables,
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            np.asarray(got.value), np.asarray(want.value), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_evaluation_draws_and_bounds(tmp_path):
+    trainer = _trainer(tmp_path, num_pictures=4, importance_samples=4)
+    trainer.train()
+    assert trainer.load_best()
+    results = trainer.evaluate_test()
+    assert results["num_examples"] == 32
+    assert results["importance_samples"] == 4
+    np.testing.assert_allclose(
+        results["negative_elbo"],
+        results["reconstruction_loss"] + results["latent_loss"],
+        rtol=1e-5,
+    )
+    # The importance-weighted bound is tighter than the ELBO on average.
+    assert results["importance_weighted_bound"] < results["negative_elbo"]
+    # Same seeds, same numbers.
+    assert trainer.evaluate_test() == results
+    written = json.loads((tmp_path / "eval" / "test.json").read_text())
+    assert written["negative_elbo"] == results["negative_elbo"]
+    paths = trainer.draw()
+    assert sorted(paths) == [
+        "generation_gif",
+        "generation_png",
+        "reconstruction_gif",
+        "reconstruction_png",
+        "samples",
+    ]
+    for path in paths.values():
+        assert os.path.getsize(path) > 0
+
+
+def test_what_only_tensorflow_does_is_refused(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="--task=classify"):
+        keras_training.run(
+            tiny_config(
+                tmp_path, task="classify", dataset="synthetic", num_steps=2
+            )
+        )
+    with pytest.raises(config_lib.ConfigError, match="--num_cpu_devices"):
+        keras_training.run(tiny_config(tmp_path, num_cpu_devices=2))
+    with pytest.raises(config_lib.ConfigError, match="train first"):
+        keras_training.run(tiny_config(tmp_path / "empty", mode="evaluate"))
