@@ -8,11 +8,12 @@ negative ELBO, Adam with gradient clipping, compiled by the backend: XLA
 through `jax.jit`, or `tf.function(jit_compile=True)`) on synthetic
 binary 28 x 28 images (--image_size) at the paper's MNIST config, and
 prints one JSON line: examples/s (the median of --windows timed windows
-of --steps_per_window steps, after --warmup_steps), the time of the first step (tracing and
-compiling), the backend and its devices. Needs neither TensorFlow (on
-JAX) nor data files, so it also runs on a GPU machine that has only JAX;
-`bench/run_benchmarks.py --sections=backends` runs it on each backend
-beside draw_tf's tf.distribute training step, alternated.
+of --steps_per_window steps, after --warmup_steps), the time of the
+first step (tracing and compiling), the backend and its devices. Needs
+neither TensorFlow (on JAX) nor data files, so it also runs on a GPU
+machine that has only JAX; `bench/run_benchmarks.py --sections=backends`
+runs it on each backend beside draw_tf's tf.distribute training step,
+alternated.
 """
 
 import argparse
