@@ -310,6 +310,36 @@ class DrawModel(keras.Model):
             outputs["write_windows"] = _batch_major(steps["write_window"])
         return outputs
 
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=None,
+        input_signature=None,
+        **kwargs,
+    ):
+        """Keras' `Model.export`, with the images' signature by default.
+
+        The SavedModel's `serve` endpoint is `call` on float32 images
+        `[batch, height, width, channels]` (noise from the model's seed
+        generator). To serve generation with TF Serving, use
+        export/export_saved_model.py: its signatures take seeds or noise,
+        check requests and carry warmup requests.
+        """
+        if input_signature is None:
+            input_signature = [
+                keras.InputSpec(
+                    shape=(None, *self.image_shape), dtype="float32"
+                )
+            ]
+        return super().export(
+            filepath,
+            format=format,
+            verbose=verbose,
+            input_signature=input_signature,
+            **kwargs,
+        )
+
     def _resolve_noise(self, batch_size, noise, seed):
         if noise is None:
             return self.sample_noise(batch_size, seed)

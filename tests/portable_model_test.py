@@ -195,3 +195,15 @@ def test_tensorboard_callback_writes_the_loss_and_its_terms(tmp_path):
     )
     for name in ("loss", "reconstruction_loss", "latent_loss"):
         assert f"epoch_{name}" in tags, tags
+
+
+def test_model_export_writes_a_saved_model_of_call(tmp_path):
+    tf = pytest.importorskip("tensorflow", reason="SavedModel is TensorFlow's")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Model.export traces with TensorFlow's backend")
+    model = _model()
+    model.export(str(tmp_path / "saved"))  # never called before: no error
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    outputs = loaded.serve(block_images(3, seed=10))
+    assert outputs["canvas_logits"].shape == (3, 8, 8, 1)
+    assert outputs["latents"].shape == (3, SMALL["num_steps"], 8)
