@@ -239,3 +239,50 @@ def test_keras_throughput_bad_arguments_are_one_line(argument):
     assert len(lines) == 1 and lines[0].startswith(
         "keras_throughput.py: error: "
     ), lines
+
+
+def test_compare_checkouts_interleaves_two_workers():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/compare_checkouts.py",
+            f"--before={REPOSITORY}",
+            "--num_steps=2",
+            "--units=8",
+            "--batch_size=16",
+            "--windows=3",
+            "--steps_per_window=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPOSITORY,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for side in ("before", "after"):
+        rates = report["examples_per_second"][side]
+        assert len(rates) == 3 and min(rates) > 0
+    assert report["ratio_of_medians"] == pytest.approx(
+        report["medians"]["after"] / report["medians"]["before"]
+    )
+    assert report["cpu"]["vector_extensions"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [[], ["--before=/no/such/checkout"], ["--before=.", "--windows=0"]],
+)
+def test_compare_checkouts_bad_arguments_are_one_line(arguments):
+    result = subprocess.run(
+        [sys.executable, "bench/compare_checkouts.py", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPOSITORY,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "compare_checkouts.py: error: "
+    ), lines

@@ -17,7 +17,11 @@ BINARIES = {
     ".": ["train.py"],
     "export": ["export_saved_model.py", "ship_pretrained.py"],
     "serving": ["client.py", "session_benchmark.py"],
-    "bench": ["keras_throughput.py", "run_benchmarks.py"],
+    "bench": [
+        "compare_checkouts.py",
+        "keras_throughput.py",
+        "run_benchmarks.py",
+    ],
 }
 
 
