@@ -8,7 +8,8 @@ where the two meet:
 
     config.json                the architecture, checked on every restart
     keras_checkpoints/         ckpt-<step>.keras: model and optimizer, the
-                               latest 3, and state.json (step, best)
+                               latest 3, and state.json (step, best, and
+                               the seconds spent training so far)
     best/model.weights.h5      the weights with the best validation bound,
     best/state.json            and their step and bound
     eval/validation.jsonl      one JSON line per validation
@@ -159,6 +160,7 @@ class KerasTrainer:
         self.splits = splits
         self.step = 0
         self.best_validation = math.inf
+        self.train_seconds = 0.0
         keras.utils.set_random_seed(config.seed)
         self.model = DrawModel(
             **config.model_kwargs(splits.image_shape), name="draw"
@@ -220,6 +222,7 @@ class KerasTrainer:
             ours.assign(theirs.value)
         self.step = int(state["step"])
         self.best_validation = float(state["best_validation"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         return path
 
     def load_best(self) -> str | None:
@@ -273,10 +276,12 @@ class KerasTrainer:
                 _next_multiple(start, config.checkpoint_every_steps),
                 _next_multiple(start, eval_every),
             )
+            started = time.perf_counter()
             self._fit(start, stop)
             self.step = stop
             if stop % eval_every == 0 or stop == total:
                 self._validate()
+            self.train_seconds += time.perf_counter() - started
             if stop % config.checkpoint_every_steps == 0 or stop == total:
                 self._save_checkpoint()
         if restored and self.step >= total:
@@ -343,7 +348,11 @@ class KerasTrainer:
         _replace(path, self.model.save, ".keras")
         _write_json(
             os.path.join(directory, "state.json"),
-            {"step": self.step, "best_validation": self.best_validation},
+            {
+                "step": self.step,
+                "best_validation": self.best_validation,
+                "train_seconds": self.train_seconds,
+            },
         )
         steps = sorted(
             int(name[len("ckpt-") : -len(".keras")])

@@ -22,7 +22,13 @@ import tensorflow as tf
 
 from draw_tf import config as config_lib
 from draw_tf import data as data_lib
-from draw_tf import distribution, machine, pretrained, training
+from draw_tf import (
+    distribution,
+    keras_training,
+    machine,
+    pretrained,
+    training,
+)
 
 # A downtime longer than this between two summaries is not training time.
 _MAX_SUMMARY_GAP_SECONDS = 15 * 60
@@ -59,8 +65,14 @@ def training_wall_seconds(workdir: str) -> float:
 
     The sum of the gaps between consecutive events, leaving out gaps over
     15 minutes (the run was stopped), so it counts training, validation
-    and checkpoints, not the time between a kill and the resume.
+    and checkpoints, not the time between a kill and the resume. A workdir
+    trained with fit() (`draw_tf.keras_training`, e.g. on JAX) records its
+    seconds in keras_checkpoints/state.json instead.
     """
+    state = os.path.join(workdir, keras_training.CHECKPOINTS, "state.json")
+    if os.path.exists(state):
+        with open(state) as file:
+            return float(json.load(file).get("train_seconds", 0.0))
     times = []
     for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*")):
         for raw in tf.data.TFRecordDataset(path):

@@ -170,3 +170,22 @@ def test_train_py_on_jax_then_tensorflow_evaluates_draws_and_exports(tmp_path):
         model.generate(noise=noise)["images"].numpy(),
         atol=1e-5,
     )
+    # ... and ships it, with the JAX run's machine and training time.
+    from export import ship_pretrained_lib
+
+    record = ship_pretrained_lib.ship(
+        str(workdir),
+        "from_jax",
+        importance_samples=2,
+        subset_size=8,
+        output_dir=str(tmp_path / "shipped"),
+    )
+    assert record["steps"] == on_jax["step"]
+    assert record["machines"][0]["backend"] == "jax"
+    state = json.loads(
+        (workdir / "keras_checkpoints" / "state.json").read_text()
+    )
+    assert state["train_seconds"] > 0
+    assert record["training_wall_hours"] == round(
+        state["train_seconds"] / 3600, 2
+    )

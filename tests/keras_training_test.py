@@ -63,6 +63,10 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
     assert (workdir / "best" / "model.weights.h5").exists()
     machines = (workdir / "machines.jsonl").read_text().splitlines()
     assert json.loads(machines[0])["start_step"] == 0
+    state = json.loads(
+        (workdir / "keras_checkpoints" / "state.json").read_text()
+    )
+    assert state["step"] == 4 and state["train_seconds"] > 0
 
     # Stopped after 2 steps, then a new process goes on to 4.
     first = _trainer(tmp_path / "resumed", train_steps=2)
