@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import draw_tf
 from draw_tf import losses
+from tests.portable_model_test import block_images
 
 SMALL = dict(
     num_steps=4,
@@ -179,16 +180,6 @@ def test_colour_images_run_end_to_end():
     assert model.generate(2, seed=[0, 0])["images"].shape == (2, 6, 5, 3)
 
 
-def _block_images(batch, seed):
-    """8 x 8 images, each with one 4 x 4 block of ones at a random place."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((batch, 8, 8, 1), np.float32)
-    for k in range(batch):
-        row, column = rng.integers(0, 5, size=2)
-        images[k, row : row + 4, column : column + 4] = 1.0
-    return images
-
-
 @pytest.mark.parametrize(
     "read,write,kind",
     [
@@ -211,7 +202,7 @@ def test_overfitting_one_batch_makes_the_loss_fall(read, write, kind):
         seed=0,
     )
     if kind == "blocks":
-        images = tf.constant(_block_images(8, seed=1))
+        images = tf.constant(block_images(8, seed=1))
     else:
         images = tf.constant(_binary_images(8, (8, 8, 1), seed=1))
     optimizer = tf.keras.optimizers.Adam(1e-2)

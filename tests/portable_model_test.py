@@ -14,7 +14,12 @@ import pytest
 
 import draw_tf
 from draw_tf import losses
-from tests.backends import loss_and_gradients, numpy, tensor
+from tests.backends import (
+    loss_and_gradients,
+    numpy,
+    requires_tensorflow,
+    tensor,
+)
 
 SMALL = dict(
     num_steps=4,
@@ -197,10 +202,10 @@ def test_tensorboard_callback_writes_the_loss_and_its_terms(tmp_path):
         assert f"epoch_{name}" in tags, tags
 
 
+@requires_tensorflow("a SavedModel is traced by the TensorFlow backend")
 def test_model_export_writes_a_saved_model_of_call(tmp_path):
-    tf = pytest.importorskip("tensorflow", reason="SavedModel is TensorFlow's")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("Model.export traces with TensorFlow's backend")
+    import tensorflow as tf
+
     model = _model()
     model.export(str(tmp_path / "saved"))  # never called before: no error
     loaded = tf.saved_model.load(str(tmp_path / "saved"))
