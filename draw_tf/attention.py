@@ -334,9 +334,11 @@ def write_patch(
     height, width, channels = image_shape
     filterbank_x, filterbank_y = filterbanks(window, patch_size, height, width)
     patch = ops.reshape(patch, (-1, patch_size, patch_size, channels))
-    update = apply_write_filters(patch, filterbank_x, filterbank_y)
     intensity = ops.reshape(window[:, 4:5], (-1, 1, 1, 1))  # gamma^
-    return update / intensity
+    # 1 / gamma^ scales the N x N patch rather than the H x W update (the
+    # same product): the gradient then keeps the patch, not the update, for
+    # every step of the unrolled loop.
+    return apply_write_filters(patch / intensity, filterbank_x, filterbank_y)
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")

@@ -8,6 +8,7 @@ first). `draw_tf.unrolling` calls them when Keras runs on TensorFlow;
 tests/unrolling_test.py checks them against the plain formulation.
 """
 
+import keras
 import tensorflow as tf
 
 from draw_tf import cell as cell_lib
@@ -47,12 +48,20 @@ def unroll(cell, images, noise, keys, steps_per_iteration):
             }
         return t + chunk, arrays, cell_lib.DrawState(*state)
 
-    _, arrays, state = tf.while_loop(
-        lambda t, *_: t < num_steps,
-        body,
-        (tf.constant(0), arrays, cell.get_initial_state(tf.shape(images)[0])),
-        maximum_iterations=num_steps // chunk,
-    )
+    # The weights are read once, before the loop, and the body sees those
+    # tensors (loop invariants) instead of reading the variables itself: a
+    # read inside the body is an intermediate that the loop's gradient
+    # stacks at every step ([T, 264, 1024] for the encoder's kernel alone).
+    weights = [(variable, tf.convert_to_tensor(variable.value))
+               for variable in cell.variables]
+    with keras.StatelessScope(state_mapping=weights):
+        _, arrays, state = tf.while_loop(
+            lambda t, *_: t < num_steps,
+            body,
+            (tf.constant(0), arrays,
+             cell.get_initial_state(tf.shape(images)[0])),
+            maximum_iterations=num_steps // chunk,
+        )
     return {key: array.stack() for key, array in arrays.items()}, state
 
 
