@@ -160,6 +160,15 @@ flags.DEFINE_bool(
     "--nojit_compile runs it op by op. Same numbers within float "
     "tolerance.",
 )
+flags.DEFINE_enum(
+    "precision",
+    _DEFAULTS.precision,
+    config_lib.PRECISIONS,
+    "fp32, or bf16: the LSTM and posterior matmuls in bfloat16 (Keras' "
+    "mixed_bfloat16 policy), weights, attention, canvas and loss in "
+    "float32. Fast where the CPU has AVX-512-BF16 (or on a GPU); "
+    "emulated, slower, elsewhere. The checkpoints are the same either way.",
+)
 flags.DEFINE_integer(
     "num_epochs",
     _DEFAULTS.num_epochs,

@@ -2,6 +2,8 @@ r"""draw_tf's training step in two checkouts, interleaved window by window.
 
     python bench/compare_checkouts.py --before=/path/to/old/checkout
     python bench/compare_checkouts.py --before=OLD --after=NEW --no_attention
+    python bench/compare_checkouts.py --before=. --after_config='{"precision": "bf16"}'
+    python bench/compare_checkouts.py --before=. --after_env=XLA_FLAGS=--xla_cpu_use_onednn=true
 
 Is a change faster or slower? On a shared CPU the speed drifts by 10-20%
 within minutes, so timing one checkout and then the other measures the
@@ -11,7 +13,10 @@ synthetic images), warms both up, then alternates them window by window
 (before, after, after, before, ...): only one runs at a time, on all the
 cores. It prints one JSON line: each side's examples/s per window and
 median, the ratio of the medians (after / before) and the median of the
-per-window ratios, and the CPU kind.
+per-window ratios, and the CPU kind. `--before_config` / `--after_config`
+(TrainConfig fields as JSON) and `--before_env` / `--after_env`
+(NAME=VALUE, repeatable) set one side apart, so that one checkout can be
+compared with itself under other settings.
 """
 
 import argparse
@@ -54,6 +59,27 @@ def _checkout(text: str) -> str:
     return path
 
 
+def _config(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object of TrainConfig fields; got {text!r}"
+        )
+    return value
+
+
+def _environment(text: str) -> tuple:
+    name, equals, value = text.partition("=")
+    if not equals or not name.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE; got {text!r}"
+        )
+    return name, value
+
+
 def parse_args(argv):
     """The command line; a bad value exits 2 with one line."""
     parser = _OneLineParser(
@@ -71,6 +97,20 @@ def parse_args(argv):
     parser.add_argument("--num_steps", type=_count, default=64, help="T")
     parser.add_argument("--units", type=_count, default=256)
     parser.add_argument("--no_attention", action="store_true")
+    for side in ("before", "after"):
+        parser.add_argument(
+            f"--{side}_config",
+            type=_config,
+            default={},
+            help=f"TrainConfig fields of the {side} side, as JSON",
+        )
+        parser.add_argument(
+            f"--{side}_env",
+            type=_environment,
+            action="append",
+            default=[],
+            help=f"NAME=VALUE in the {side} worker's environment",
+        )
     return parser.parse_args(argv)
 
 
@@ -88,14 +128,22 @@ def worker(checkout: str, settings: dict) -> None:
     from draw_tf import config as config_lib
     from draw_tf import data, training
 
-    config = config_lib.TrainConfig(
-        workdir=tempfile.mkdtemp(prefix="compare_checkouts_"),
-        dataset="synthetic",
-        synthetic_image_size=28,
-        num_pictures=0,
-        train_steps=1000,
-        **settings,
-    ).validate()
+    try:
+        config = config_lib.TrainConfig(
+            **{
+                **dict(
+                    dataset="synthetic",
+                    synthetic_image_size=28,
+                    num_pictures=0,
+                    train_steps=1000,
+                ),
+                **settings,
+                "workdir": tempfile.mkdtemp(prefix="compare_checkouts_"),
+            }
+        ).validate()
+    except (TypeError, config_lib.ConfigError) as error:
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
     splits = data.load_splits(config)
     experiment = training.Experiment(
         config, tf.distribute.get_strategy(), splits
@@ -135,6 +183,27 @@ def main(argv=None):
         attention=not args.no_attention,
     )
     sides = {"before": args.before, "after": args.after}
+    side_settings = {
+        "before": {**settings, **args.before_config},
+        "after": {**settings, **args.after_config},
+    }
+    side_environments = {
+        "before": dict(args.before_env),
+        "after": dict(args.after_env),
+    }
+    sys.path.insert(0, os.path.dirname(HERE))
+    from draw_tf import config as config_lib
+
+    for name, values in side_settings.items():  # before any worker starts
+        try:
+            config_lib.TrainConfig(
+                **{**values, "workdir": "unused", "dataset": "synthetic"}
+            ).validate()
+        except (TypeError, config_lib.ConfigError) as error:
+            print(
+                f"{PROGRAM}: error: --{name}_config: {error}", file=sys.stderr
+            )
+            sys.exit(2)
     workers = {}
     for name, checkout in sides.items():
         workers[name] = subprocess.Popen(
@@ -143,20 +212,24 @@ def main(argv=None):
                 os.path.abspath(__file__),
                 "--worker",
                 checkout,
-                json.dumps(settings),
+                json.dumps(side_settings[name]),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=checkout,
+            env={**os.environ, **side_environments[name]},
         )
         # One at a time: the second builds after the first is ready.
         ready = workers[name].stdout.readline().strip()
         if ready != "ready":
+            code = workers[name].wait()
             print(
-                f"{PROGRAM}: error: the {name} worker failed", file=sys.stderr
+                f"{PROGRAM}: error: the {name} worker failed (exit {code}; "
+                "its error is above)",
+                file=sys.stderr,
             )
-            sys.exit(1)
+            sys.exit(2 if code == 2 else 1)
     rates = {name: [] for name in sides}
     for window in range(args.windows):
         order = ["before", "after"] if window % 2 == 0 else ["after", "before"]
@@ -170,7 +243,6 @@ def main(argv=None):
     for process in workers.values():
         process.stdin.close()
         process.wait()
-    sys.path.insert(0, os.path.dirname(HERE))
     from draw_tf import machine
 
     medians = {
@@ -179,7 +251,8 @@ def main(argv=None):
     print(
         json.dumps(
             {
-                "settings": settings,
+                "settings": side_settings,
+                "environments": side_environments,
                 "checkouts": sides,
                 "examples_per_second": rates,
                 "medians": medians,

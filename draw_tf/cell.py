@@ -24,6 +24,10 @@ from keras import ops
 from draw_tf import attention
 from draw_tf.backend import Tensor
 
+# Training precisions: "fp32", or "bf16" (bfloat16 matmuls, see DrawCell).
+PRECISIONS = ("fp32", "bf16")
+_MATMUL_POLICIES = {"fp32": None, "bf16": "mixed_bfloat16"}
+
 
 class DrawState(NamedTuple):
     """The recurrent state carried from step t-1 to step t.
@@ -73,6 +77,7 @@ class DrawCell(keras.layers.Layer):
         latent_size: int = 100,
         read_glimpse_size: int | None = 2,
         write_patch_size: int | None = 5,
+        precision: str = "fp32",
         **kwargs,
     ):
         """Creates the cell.
@@ -86,6 +91,11 @@ class DrawCell(keras.layers.Layer):
             None reads the whole image (no read attention, eq. 17).
           write_patch_size: N of the attentive write, 1..max(height, width);
             None writes the whole canvas (no write attention, eq. 18).
+          precision: "fp32", or "bf16": the LSTMs and the posterior compute
+            in bfloat16 (Keras' "mixed_bfloat16" policy: float32 weights,
+            bfloat16 matmuls and gates) and hand float32 back; attention,
+            write, canvas and loss stay float32. Not part of the variables:
+            weights trained in one precision load in the other.
           **kwargs: base Layer arguments.
 
         Raises:
@@ -104,6 +114,12 @@ class DrawCell(keras.layers.Layer):
         )
         self.read_glimpse_size = read_glimpse_size
         self.write_patch_size = write_patch_size
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {PRECISIONS}; got {precision!r}."
+            )
+        self.precision = precision
+        matmul_policy = _MATMUL_POLICIES[precision]
         if read_glimpse_size is None:
             self.read_layer = attention.FullImageRead(
                 self.image_shape, name="read"
@@ -120,10 +136,16 @@ class DrawCell(keras.layers.Layer):
             self.write_layer = attention.AttentiveWrite(
                 write_patch_size, self.image_shape, name="write"
             )
-        self.encoder = keras.layers.LSTMCell(encoder_units, name="encoder")
+        self.encoder = keras.layers.LSTMCell(
+            encoder_units, name="encoder", dtype=matmul_policy
+        )
         # mu_t and log sigma_t, both linear in h^enc_t (eq. 6).
-        self.posterior = keras.layers.Dense(2 * latent_size, name="posterior")
-        self.decoder = keras.layers.LSTMCell(decoder_units, name="decoder")
+        self.posterior = keras.layers.Dense(
+            2 * latent_size, name="posterior", dtype=matmul_policy
+        )
+        self.decoder = keras.layers.LSTMCell(
+            decoder_units, name="decoder", dtype=matmul_policy
+        )
 
     @property
     def read_attention(self) -> bool:
@@ -190,9 +212,11 @@ class DrawCell(keras.layers.Layer):
             ops.concatenate([read, previous.decoder_hidden], axis=-1),
             [previous.encoder_hidden, previous.encoder_cell],
         )
-        posterior_mean, posterior_log_stddev = ops.split(
-            self.posterior(encoder_hidden), 2, axis=-1
+        encoder_hidden, encoder_cell = self._float32(
+            encoder_hidden, encoder_cell
         )
+        (posterior,) = self._float32(self.posterior(encoder_hidden))
+        posterior_mean, posterior_log_stddev = ops.split(posterior, 2, axis=-1)
         latent = posterior_mean + ops.exp(posterior_log_stddev) * noise  # eq. 6
         step_outputs, decoder_state = self._decode_and_write(latent, previous)
         outputs.update(step_outputs)
@@ -231,9 +255,29 @@ class DrawCell(keras.layers.Layer):
         )
         return outputs, next_state
 
+    def decoder_step(self, latent, decoder_state):
+        """Eq. 7: LSTM_dec one step, float32 in and out.
+
+        Args:
+          latent: [batch, latent_size] z_t.
+          decoder_state: [h^dec_{t-1}, decoder cell], each [batch, units].
+
+        Returns:
+          (h^dec_t, [h^dec_t, decoder cell]).
+        """
+        hidden, (_, cell) = self.decoder(latent, list(decoder_state))
+        hidden, cell = self._float32(hidden, cell)
+        return hidden, [hidden, cell]
+
+    def _float32(self, *tensors):
+        """The sub-layers' outputs back in float32 (a no-op in fp32)."""
+        if self.precision == "fp32":
+            return tensors
+        return tuple(ops.cast(tensor, "float32") for tensor in tensors)
+
     def _decode_and_write(self, latent, previous: DrawState):
         """Eqs. 7-8: returns ({canvas[, write_window]}, (h^dec_t, cell))."""
-        decoder_hidden, (_, decoder_cell) = self.decoder(
+        decoder_hidden, (_, decoder_cell) = self.decoder_step(
             latent, [previous.decoder_hidden, previous.decoder_cell]
         )
         outputs = {}
@@ -253,5 +297,6 @@ class DrawCell(keras.layers.Layer):
             latent_size=self.latent_size,
             read_glimpse_size=self.read_glimpse_size,
             write_patch_size=self.write_patch_size,
+            precision=self.precision,
         )
         return config

@@ -26,6 +26,7 @@ TASKS = ("generate", "classify")
 BINARIZATIONS = ("static", "dynamic", "none")
 MODES = ("train", "evaluate", "draw")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")  # draw_tf.cell.PRECISIONS
 
 # The fields that fix the model's variables: a workdir's checkpoint can
 # only be restored into a model with the same values.
@@ -92,6 +93,7 @@ class TrainConfig:
     learning_rate_final_fraction: float = 0.01
     gradient_clip_norm: float = 0.0
     jit_compile: bool = True
+    precision: str = "fp32"
     num_epochs: int = 10
     train_steps: int = 0
     seed: int = 0
@@ -116,6 +118,12 @@ class TrainConfig:
             self.learning_rate_schedule,
             LEARNING_RATE_SCHEDULES,
         )
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.precision != "fp32" and self.task == "classify":
+            raise ConfigError(
+                f"--precision={self.precision} is for the DRAW model "
+                "(--task=generate); the classifier trains in fp32."
+            )
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory to write to.")
         for name in (
@@ -301,6 +309,7 @@ class TrainConfig:
             else None,
             write_patch_size=self.write_patch_size if self.attention else None,
             seed=self.seed,
+            precision=self.precision,
         )
 
     def architecture(self) -> dict:

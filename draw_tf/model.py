@@ -102,6 +102,7 @@ class DrawModel(keras.Model):
         seed: int | None = None,
         implementation: str = "fast",
         steps_per_iteration: int = unrolling.DEFAULT_STEPS_PER_ITERATION,
+        precision: str = "fp32",
         **kwargs,
     ):
         """Creates and builds the model.
@@ -124,6 +125,9 @@ class DrawModel(keras.Model):
             called T times from Python). Same numbers, same variables.
           steps_per_iteration: with "fast", the steps run per loop
             iteration (T unrolls fully).
+          precision: "fp32", or "bf16" for bfloat16 LSTM and posterior
+            matmuls with float32 weights, canvas and loss (see
+            `DrawCell`); the variables are the same in both.
           **kwargs: base Model arguments (name, ...).
 
         Raises:
@@ -148,6 +152,7 @@ class DrawModel(keras.Model):
             latent_size=latent_size,
             read_glimpse_size=read_glimpse_size,
             write_patch_size=write_patch_size,
+            precision=precision,
             name="draw_cell",
         )
         self.seed_generator = keras.random.SeedGenerator(
@@ -375,6 +380,7 @@ class DrawModel(keras.Model):
             "seed": self.seed,
             "implementation": self.implementation,
             "steps_per_iteration": self.steps_per_iteration,
+            "precision": cell.precision,
         }
 
 

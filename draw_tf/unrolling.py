@@ -130,7 +130,7 @@ def generate(cell, noise):
         zeros = ops.zeros((ops.shape(noise)[0], units))
 
         def step(state, latent):
-            hidden, state = cell.decoder(latent, state)
+            hidden, state = cell.decoder_step(latent, state)
             return state, hidden
 
         _, hidden = ops.scan(

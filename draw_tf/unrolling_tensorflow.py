@@ -68,6 +68,9 @@ def unroll(cell, images, noise, keys, steps_per_iteration):
 def decoder_hidden_states(cell, noise):
     """h^dec_1..h^dec_T from z_1..z_T (eq. 7) in one BlockLSTMV2 op.
 
+    In float32; a cell of another precision runs `DrawCell.decoder_step`
+    in a tf.while_loop instead.
+
     Args:
       cell: a built `DrawCell`.
       noise: [batch, T, latent_size] float32 z_1..z_T.
@@ -75,6 +78,8 @@ def decoder_hidden_states(cell, noise):
     Returns:
       [T, batch, decoder_units].
     """
+    if cell.precision != "fp32":
+        return _decoder_hidden_states_loop(cell, noise)
     decoder = cell.decoder
     units = cell.decoder_units
     zeros = tf.zeros([tf.shape(noise)[0], units])
@@ -98,3 +103,22 @@ def decoder_hidden_states(cell, noise):
         cell_clip=0.0,  # no clipping, as Keras
         use_peephole=False,
     )[6]
+
+
+def _decoder_hidden_states_loop(cell, noise):
+    """`decoder_hidden_states` by `DrawCell.decoder_step`, step by step."""
+    num_steps = noise.shape[1]
+    latents = tf.transpose(noise, [1, 0, 2])
+    zeros = tf.zeros([tf.shape(noise)[0], cell.decoder_units])
+
+    def body(t, state, hidden_states):
+        hidden, state = cell.decoder_step(latents[t], state)
+        return t + 1, state, hidden_states.write(t, hidden)
+
+    _, _, hidden_states = tf.while_loop(
+        lambda t, *_: t < num_steps,
+        body,
+        (0, [zeros, zeros], tf.TensorArray(tf.float32, size=num_steps)),
+        maximum_iterations=num_steps,
+    )
+    return hidden_states.stack()

@@ -252,6 +252,8 @@ def test_compare_checkouts_interleaves_two_workers():
             "--batch_size=16",
             "--windows=3",
             "--steps_per_window=1",
+            '--after_config={"precision": "bf16"}',
+            "--after_env=DRAW_TF_BENCH_MARK=1",
         ],
         capture_output=True,
         text=True,
@@ -260,6 +262,13 @@ def test_compare_checkouts_interleaves_two_workers():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["settings"]["before"]["num_steps"] == 2
+    assert "precision" not in report["settings"]["before"]
+    assert report["settings"]["after"]["precision"] == "bf16"
+    assert report["environments"] == {
+        "before": {},
+        "after": {"DRAW_TF_BENCH_MARK": "1"},
+    }
     for side in ("before", "after"):
         rates = report["examples_per_second"][side]
         assert len(rates) == 3 and min(rates) > 0
@@ -271,7 +280,15 @@ def test_compare_checkouts_interleaves_two_workers():
 
 @pytest.mark.parametrize(
     "arguments",
-    [[], ["--before=/no/such/checkout"], ["--before=.", "--windows=0"]],
+    [
+        [],
+        ["--before=/no/such/checkout"],
+        ["--before=.", "--windows=0"],
+        ["--before=.", "--after_config=[1]"],
+        ["--before=.", '--after_config={"precision": "fp16"}'],
+        ["--before=.", '--before_config={"no_such_field": 1}'],
+        ["--before=.", "--after_env=NO_EQUALS_SIGN"],
+    ],
 )
 def test_compare_checkouts_bad_arguments_are_one_line(arguments):
     result = subprocess.run(

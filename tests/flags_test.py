@@ -54,6 +54,7 @@ def _train_cases(tmp_path):
         "learning_rate_final_fraction": ["-0.5", "2", "nan", "x"],
         "gradient_clip_norm": ["-1", "nan", "inf", "x"],
         "jit_compile": ["maybe"],
+        "precision": ["bogus"],
         "num_epochs": ["-1", *NOT_INT],
         "train_steps": ["-1", *NOT_INT],
         "seed": ["-1", "99999999999999999999", *NOT_INT],

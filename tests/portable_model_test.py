@@ -116,6 +116,64 @@ def test_gradients_reach_every_variable_and_are_finite():
         assert np.any(gradient != 0), variable.path
 
 
+def test_bf16_precision_keeps_the_variables_and_float32_outputs():
+    """--precision=bf16: the same fp32 variables, bf16 matmuls, fp32 out."""
+    fp32 = _model()
+    bf16 = _model(precision="bf16")
+    def variables(model):  # paths below the model's (auto) name
+        return [
+            (v.path.split("/", 1)[1], tuple(v.shape), v.dtype)
+            for v in model.weights
+        ]
+
+    assert variables(bf16) == variables(fp32)
+    assert bf16.cell.encoder.compute_dtype == "bfloat16"
+    assert bf16.cell.decoder.compute_dtype == "bfloat16"
+    assert bf16.cell.posterior.compute_dtype == "bfloat16"
+    bf16.set_weights(fp32.get_weights())
+    images = block_images(4, seed=6)
+    noise = tensor(np.random.default_rng(7).normal(size=fp32.noise_shape(4)))
+    want, got = fp32(images, noise=noise), bf16(images, noise=noise)
+    for key, value in want.items():
+        assert keras.backend.standardize_dtype(got[key].dtype) == "float32"
+        # bfloat16 keeps 8 significant bits: 2^-8 relative per rounding.
+        np.testing.assert_allclose(
+            numpy(got[key]), numpy(value), atol=0.05, err_msg=key
+        )
+    elbo = losses.mean_negative_elbo(images, got)["negative_elbo"]
+    np.testing.assert_allclose(
+        numpy(elbo),
+        numpy(losses.mean_negative_elbo(images, want)["negative_elbo"]),
+        rtol=0.01,
+    )
+    # Generation: the fused path and the cell step by step agree.
+    latents = tensor(np.random.default_rng(8).normal(size=fp32.noise_shape(3)))
+    fused = draw_tf.unrolling.generate(bf16.cell, latents)
+    plain = draw_tf.unrolling.reference_generate(bf16.cell, latents)
+    np.testing.assert_allclose(
+        numpy(fused["canvas"]), numpy(plain["canvas"]), atol=1e-5
+    )
+    restored = draw_tf.DrawModel.from_config(bf16.get_config())
+    assert restored.cell.precision == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        _model(precision="fp16")
+
+
+def test_bf16_fit_trains_the_fp32_weights():
+    model = _model(precision="bf16")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = block_images(16, seed=1)
+    before = [numpy(v) for v in model.trainable_variables]
+    history = model.fit(
+        images, batch_size=8, epochs=30, shuffle=False, verbose=0
+    ).history
+    assert history["loss"][-1] < 0.7 * history["loss"][0], history["loss"]
+    for variable, old in zip(model.trainable_variables, before, strict=True):
+        assert variable.dtype == "float32", variable.path
+        assert np.all(np.isfinite(numpy(variable))), variable.path
+        assert np.any(numpy(variable) != old), variable.path
+
+
 class _StopAfter(keras.callbacks.Callback):
     """Raises at the end of an epoch, as a crash would."""
 
