@@ -497,14 +497,18 @@ def table(report: dict) -> str:
                 f"{run.get('fraction_of_dense_matmul', ''):>9}"
                 f"{run['first_step_seconds']:>11}"
             )
-            if "profile" in run:
-                lines.append("  op time by type (ms per step, share):")
-                for op_type, entry in run["profile"][
-                    "milliseconds_per_step_by_op_type"
-                ].items():
+            for key, title in (
+                ("milliseconds_per_step_by_op_type", "TF op time by type"),
+                ("milliseconds_per_step_by_xla_kernel", "XLA kernel time"),
+            ):
+                entries = run.get("profile", {}).get(key)
+                if not entries:
+                    continue
+                lines.append(f"  {title} (ms per step, share, per step):")
+                for name, entry in entries.items():
                     lines.append(
-                        f"    {op_type:<32}{entry['milliseconds']:>9}"
-                        f"{entry['share']:>7}{entry['ops_per_step']:>7} ops"
+                        f"    {name:<36}{entry['milliseconds']:>9}"
+                        f"{entry['share']:>7}{entry['per_step']:>7}"
                     )
     if "first_step" in report:
         first = report["first_step"]

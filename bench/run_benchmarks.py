@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags, logging  # noqa: E402
 
 import draw_tf  # noqa: E402, F401  (first: TensorFlow imported quietly)
+from bench import op_profile  # noqa: E402
 from bench import report as report_lib  # noqa: E402
 from draw_tf import cli  # noqa: E402
 
@@ -155,6 +156,9 @@ def main(argv):
                 f"--output={_OUTPUT.value} is a directory; expected a JSON "
                 "file path."
             )
+        if _PROFILE_STEPS.value:
+            # XLA's own kernels in the profile of the compiled variant.
+            op_profile.enable_xla_tracing()
         options = report_lib.Options(
             batch_sizes=_integers("batch_sizes", _BATCH_SIZES.value),
             variants=list(_VARIANTS.value),
