@@ -146,12 +146,14 @@ def test_bf16_precision_keeps_the_variables_and_float32_outputs():
         numpy(losses.mean_negative_elbo(images, want)["negative_elbo"]),
         rtol=0.01,
     )
-    # Generation: the fused path and the cell step by step agree.
+    # Generation: the fused path and the cell step by step agree, to
+    # bfloat16's rounding (XLA, which compiles the scan on JAX, may keep
+    # float32 where op by op rounds to bfloat16).
     latents = tensor(np.random.default_rng(8).normal(size=fp32.noise_shape(3)))
     fused = draw_tf.unrolling.generate(bf16.cell, latents)
     plain = draw_tf.unrolling.reference_generate(bf16.cell, latents)
     np.testing.assert_allclose(
-        numpy(fused["canvas"]), numpy(plain["canvas"]), atol=1e-5
+        numpy(fused["canvas"]), numpy(plain["canvas"]), atol=2e-3
     )
     restored = draw_tf.DrawModel.from_config(bf16.get_config())
     assert restored.cell.precision == "bf16"
