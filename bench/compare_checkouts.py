@@ -2,8 +2,10 @@ r"""draw_tf's training step in two checkouts, interleaved window by window.
 
     python bench/compare_checkouts.py --before=/path/to/old/checkout
     python bench/compare_checkouts.py --before=OLD --after=NEW --no_attention
-    python bench/compare_checkouts.py --before=. --after_config='{"precision": "bf16"}'
-    python bench/compare_checkouts.py --before=. --after_env=XLA_FLAGS=--xla_cpu_use_onednn=true
+    python bench/compare_checkouts.py --before=. \
+        --after_config='{"precision": "bf16"}'
+    python bench/compare_checkouts.py --before=. \
+        --after_env=XLA_FLAGS=--xla_cpu_use_onednn=true
 
 Is a change faster or slower? On a shared CPU the speed drifts by 10-20%
 within minutes, so timing one checkout and then the other measures the
@@ -74,9 +76,7 @@ def _config(text: str) -> dict:
 def _environment(text: str) -> tuple:
     name, equals, value = text.partition("=")
     if not equals or not name.isidentifier():
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE; got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE; got {text!r}")
     return name, value
 
 

@@ -114,8 +114,6 @@ def _by_kind(seconds, counts, steps, top, kind, prefix) -> dict:
             }
             for name, value in seconds.most_common(top)
         },
-        f"total_{prefix}_milliseconds_per_step": round(
-            total / steps * 1e3, 1
-        ),
+        f"total_{prefix}_milliseconds_per_step": round(total / steps * 1e3, 1),
         f"{prefix}_count_per_step": round(sum(counts.values()) / steps),
     }

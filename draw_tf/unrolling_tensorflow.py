@@ -52,14 +52,19 @@ def unroll(cell, images, noise, keys, steps_per_iteration):
     # tensors (loop invariants) instead of reading the variables itself: a
     # read inside the body is an intermediate that the loop's gradient
     # stacks at every step ([T, 264, 1024] for the encoder's kernel alone).
-    weights = [(variable, tf.convert_to_tensor(variable.value))
-               for variable in cell.variables]
+    weights = [
+        (variable, tf.convert_to_tensor(variable.value))
+        for variable in cell.variables
+    ]
     with keras.StatelessScope(state_mapping=weights):
         _, arrays, state = tf.while_loop(
             lambda t, *_: t < num_steps,
             body,
-            (tf.constant(0), arrays,
-             cell.get_initial_state(tf.shape(images)[0])),
+            (
+                tf.constant(0),
+                arrays,
+                cell.get_initial_state(tf.shape(images)[0]),
+            ),
             maximum_iterations=num_steps // chunk,
         )
     return {key: array.stack() for key, array in arrays.items()}, state

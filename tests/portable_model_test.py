@@ -120,6 +120,7 @@ def test_bf16_precision_keeps_the_variables_and_float32_outputs():
     """--precision=bf16: the same fp32 variables, bf16 matmuls, fp32 out."""
     fp32 = _model()
     bf16 = _model(precision="bf16")
+
     def variables(model):  # paths below the model's (auto) name
         return [
             (v.path.split("/", 1)[1], tuple(v.shape), v.dtype)

@@ -76,9 +76,8 @@ def test_two_replicas_give_the_update_of_one(tmp_path, clip):
         np.testing.assert_allclose(metrics_1[key], metrics_2[key], rtol=1e-5)
 
 
-def test_compiled_step_matches_the_plain_formulation(tmp_path):
-    """XLA + the while loop give the plain op-by-op step's numbers."""
-    config = tiny_config(tmp_path / "plain", num_steps=4)
+def _splits_and_batch(config):
+    """The config's splits and one training batch of 16 (T = 4, |z| = 3)."""
     splits = data.load_splits(config)
     batch = next(
         iter(
@@ -87,21 +86,32 @@ def test_compiled_step_matches_the_plain_formulation(tmp_path):
             )
         )
     )
+    return splits, batch
+
+
+def _one_replica_experiment(config, splits, **overrides):
+    """An Experiment on one replica of `config` with `overrides`."""
+    return training.Experiment(
+        config.__class__(**dict(config.__dict__, **overrides)),
+        _mirrored(1),
+        splits,
+    )
+
+
+def test_compiled_step_matches_the_plain_formulation(tmp_path):
+    """XLA + the while loop give the plain op-by-op step's numbers."""
+    config = tiny_config(tmp_path / "plain", num_steps=4)
+    splits, batch = _splits_and_batch(config)
     results = []
     for name, jit_compile, implementation in (
         ("plain", False, "reference"),
         ("compiled", True, "fast"),
     ):
-        experiment = training.Experiment(
-            config.__class__(
-                **dict(
-                    config.__dict__,
-                    workdir=str(tmp_path / name),
-                    jit_compile=jit_compile,
-                )
-            ),
-            _mirrored(1),
+        experiment = _one_replica_experiment(
+            config,
             splits,
+            workdir=str(tmp_path / name),
+            jit_compile=jit_compile,
         )
         experiment.model.implementation = implementation
         metrics = experiment.train_step(batch)
@@ -120,26 +130,14 @@ def test_compiled_step_matches_the_plain_formulation(tmp_path):
 def test_bf16_compiled_gradients_follow_fp32(tmp_path):
     """--precision=bf16 under XLA: the loss within 1%, gradients aligned."""
     config = tiny_config(tmp_path / "fp32", num_steps=4)
-    splits = data.load_splits(config)
-    batch = next(
-        iter(
-            data.train_dataset(
-                splits.train, 16, (4, 3), 0, 0, 1, splits.dynamic_binarization
-            )
-        )
-    )
+    splits, batch = _splits_and_batch(config)
     results = {}
     for precision in ("fp32", "bf16"):
-        experiment = training.Experiment(
-            config.__class__(
-                **dict(
-                    config.__dict__,
-                    workdir=str(tmp_path / precision),
-                    precision=precision,
-                )
-            ),
-            _mirrored(1),
+        experiment = _one_replica_experiment(
+            config,
             splits,
+            workdir=str(tmp_path / precision),
+            precision=precision,
         )
         terms, gradients = experiment._loss_and_gradients(
             batch["images"], batch["noise"], tf.zeros([16], tf.int64)
