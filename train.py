@@ -72,6 +72,15 @@ flags.DEFINE_enum(
     "resampled at every step, validation and test static; "
     "none: intensities in [0, 1] as Bernoulli targets.",
 )
+flags.DEFINE_bool(
+    "resample_composites",
+    _DEFAULTS.resample_composites,
+    "two_digit_mnist / cluttered_mnist: compose every training "
+    "batch afresh around its digits (new partners, positions "
+    "and clutter at each step, seeded by the seed and the step) "
+    "instead of one fixed set of training composites; "
+    "validation and test stay fixed.",
+)
 flags.DEFINE_integer(
     "validation_size",
     _DEFAULTS.validation_size,

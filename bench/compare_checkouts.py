@@ -157,6 +157,12 @@ def worker(checkout: str, settings: dict) -> None:
             0,
             4,
             splits.dynamic_binarization,
+            # Only where set: a checkout from before the option has none.
+            **(
+                {"composite": splits.composite}
+                if getattr(splits, "composite", "")
+                else {}
+            ),
         )
     )
     import time

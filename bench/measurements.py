@@ -240,6 +240,7 @@ def _training_batches(config, splits, count) -> tf.data.Dataset:
         0,
         count,
         splits.dynamic_binarization,
+        composite=splits.composite,
     )
 
 

@@ -19,10 +19,13 @@ places every digit and crop fully inside the image. Images are uint8
 import numpy as np
 
 DIGIT_SIZE = 28
+# The images' sides, as in the paper.
+TWO_DIGIT_SIZE = 60
+CLUTTERED_SIZE = 100
 
 
 def two_digit_mnist(
-    digits: np.ndarray, count: int, seed: int, size: int = 60
+    digits: np.ndarray, count: int, seed: int, size: int = TWO_DIGIT_SIZE
 ) -> tuple[np.ndarray, dict]:
     """Images of two random digits each, added and clipped.
 
@@ -43,6 +46,13 @@ def two_digit_mnist(
         [rng.choice(len(digits), size=2, replace=False) for _ in range(count)]
     )
     positions = rng.integers(0, size - DIGIT_SIZE + 1, size=(count, 2, 2))
+    images = _draw_two_digits(digits, sources, positions, size)
+    return images, {"sources": sources, "positions": positions}
+
+
+def _draw_two_digits(digits, sources, positions, size):
+    """uint8 [count, size, size, 1]: digits[sources[i]] at positions[i]."""
+    count = len(sources)
     images = np.zeros((count, size, size), np.uint16)
     for index in range(count):
         for which in range(2):
@@ -50,8 +60,7 @@ def two_digit_mnist(
             images[index, top : top + DIGIT_SIZE, left : left + DIGIT_SIZE] += (
                 digits[sources[index, which]]
             )
-    images = np.minimum(images, 255).astype(np.uint8)[..., np.newaxis]
-    return images, {"sources": sources, "positions": positions}
+    return np.minimum(images, 255).astype(np.uint8)[..., np.newaxis]
 
 
 def cluttered_mnist(
@@ -59,7 +68,7 @@ def cluttered_mnist(
     labels: np.ndarray,
     count: int,
     seed: int,
-    size: int = 100,
+    size: int = CLUTTERED_SIZE,
     num_clutter: int = 8,
     clutter_size: int = 8,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -84,8 +93,21 @@ def cluttered_mnist(
     if not 1 <= clutter_size <= DIGIT_SIZE:
         raise ValueError(f"clutter_size must be in 1..28; got {clutter_size}")
     rng = np.random.default_rng(seed)
-    images = np.zeros((count, size, size), np.uint8)
     sources = rng.integers(0, len(digits), size=count)
+    images, info = _cluttered_around(
+        digits, sources, rng, size, num_clutter, clutter_size
+    )
+    return images, np.asarray(labels)[sources].astype(np.int64), info
+
+
+def _cluttered_around(digits, sources, rng, size, num_clutter, clutter_size):
+    """Cluttered images around the given digits; placements from rng.
+
+    Returns (images uint8 [count, size, size, 1], info) as in
+    `cluttered_mnist`.
+    """
+    count = len(sources)
+    images = np.zeros((count, size, size), np.uint8)
     positions = rng.integers(0, size - DIGIT_SIZE + 1, size=(count, 2))
     # Other digits: an offset in 1..n-1 never lands on the source.
     offsets = rng.integers(1, len(digits), size=(count, num_clutter))
@@ -114,10 +136,57 @@ def cluttered_mnist(
         "positions": positions,
         "clutter_sources": clutter_sources,
     }
-    return (
-        images[..., np.newaxis],
-        np.asarray(labels)[sources].astype(np.int64),
-        info,
+    return images[..., np.newaxis], info
+
+
+def compose_around(
+    dataset: str, digits: np.ndarray, sources: np.ndarray, seed
+) -> np.ndarray:
+    """Fresh composites around given digits (training-time resampling).
+
+    The image i is built around digits[sources[i]]: for two_digit_mnist,
+    with a partner drawn from the other digits, both at random positions;
+    for cluttered_mnist, at a random position over 8 random 8 x 8 crops of
+    other digits. Every choice besides `sources` comes from `seed`, so a
+    batch is a pure function of (sources, seed).
+
+    Args:
+      dataset: "two_digit_mnist" (60 x 60) or "cluttered_mnist" (100 x 100).
+      digits: uint8 [n, 28, 28] (n >= 2).
+      sources: int [count] indices into digits.
+      seed: numpy seed (an int or a sequence of non-negative ints).
+
+    Returns:
+      uint8 [count, size, size, 1]; a cluttered image's label is the label
+      of digits[sources[i]].
+
+    Raises:
+      ValueError: for another dataset or bad digits.
+    """
+    sources = np.asarray(sources, np.int64)
+    rng = np.random.default_rng(seed)
+    if dataset == "two_digit_mnist":
+        _check(digits, TWO_DIGIT_SIZE)
+        partners = (sources + rng.integers(1, len(digits), len(sources))) % (
+            len(digits)
+        )
+        positions = rng.integers(
+            0, TWO_DIGIT_SIZE - DIGIT_SIZE + 1, size=(len(sources), 2, 2)
+        )
+        return _draw_two_digits(
+            digits,
+            np.stack([sources, partners], axis=1),
+            positions,
+            TWO_DIGIT_SIZE,
+        )
+    if dataset == "cluttered_mnist":
+        _check(digits, CLUTTERED_SIZE)
+        images, _ = _cluttered_around(
+            digits, sources, rng, CLUTTERED_SIZE, 8, 8
+        )
+        return images
+    raise ValueError(
+        f"dataset must be two_digit_mnist or cluttered_mnist; got {dataset!r}"
     )
 
 

@@ -77,6 +77,7 @@ class TrainConfig:
     data_dir: str = ""
     tfds_data_dir: str = ""
     binarization: str = "dynamic"
+    resample_composites: bool = False
     validation_size: int = 10000
     synthetic_image_size: int = 12
     num_steps: int = 64
@@ -119,6 +120,18 @@ class TrainConfig:
             LEARNING_RATE_SCHEDULES,
         )
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.resample_composites:
+            if self.dataset not in COMPOSITE_DATASETS:
+                raise ConfigError(
+                    "--resample_composites composes the training images of "
+                    f"{' or '.join(COMPOSITE_DATASETS)} afresh at every "
+                    f"step; --dataset={self.dataset} has no composites."
+                )
+            if self.binarization == "static":
+                raise ConfigError(
+                    "--resample_composites needs --binarization=dynamic or "
+                    "none: a static binarization is of fixed images."
+                )
         if self.precision != "fp32" and self.task == "classify":
             raise ConfigError(
                 f"--precision={self.precision} is for the DRAW model "

@@ -29,7 +29,9 @@ TFDS "mnist" is used when neither has them (a download the first time).
 When that fails too, one line says to pass `--data_dir`.
 
 Training batches are a pure function of (seed, global step): the epoch's
-order, the dynamic binarization and the noise eps of every DRAW step. A run
+order, the dynamic binarization, the noise eps of every DRAW step and, with
+--resample_composites, the composite images built around the batch's
+digits. A run
 resumed from a checkpoint at step s therefore sees exactly the batches it
 would have seen, and a batch's examples and noise do not depend on how many
 replicas share it.
@@ -63,6 +65,7 @@ _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 # Seed streams of the training pipeline.
 _ORDER_STREAM, _BINARIZATION_STREAM, _NOISE_STREAM = 1, 2, 3
+_COMPOSITE_STREAM = 4
 _SYNTHETIC_SIZES = {"train": 512, "validation": 128, "test": 128}
 
 
@@ -75,13 +78,18 @@ class Splits:
     """uint8 images [n, height, width, channels] of each split.
 
     Attributes:
-      train: the training images (grey levels when binarization is dynamic).
+      train: the training images (grey levels when binarization is
+        dynamic); with `composite` set, the training DIGITS [n, 28, 28, 1]
+        around which each batch is composed afresh.
       validation: images for model selection, distinct from test.
       test: the test images.
       dynamic_binarization: whether training batches are binarized afresh.
       train_labels: int64 [n] class labels, or None when the set has none.
       validation_labels: likewise.
       test_labels: likewise.
+      composite: "" or the composite dataset (two_digit_mnist,
+        cluttered_mnist) whose training batches are built at every step
+        from `train`'s digits (`compose_training_batch`).
     """
 
     train: np.ndarray
@@ -91,11 +99,12 @@ class Splits:
     train_labels: np.ndarray | None = None
     validation_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    composite: str = ""
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(height, width, channels)."""
-        return tuple(int(size) for size in self.train.shape[1:])
+        """(height, width, channels) of the model's images."""
+        return tuple(int(size) for size in self.validation.shape[1:])
 
 
 def read_idx(path: str, expected_magic: int = _IMAGES_MAGIC) -> np.ndarray:
@@ -226,7 +235,11 @@ def load_splits(config: TrainConfig) -> Splits:
     dynamic = config.binarization == "dynamic"
     if config.dataset in COMPOSITE_DATASETS:
         images = {"train": train[:cut], "validation": train[cut:], "test": test}
-        for index, split in enumerate(("train", "validation", "test")):
+        splits_composed = ("train", "validation", "test")
+        if config.resample_composites:  # training digits stay digits
+            splits_composed = ("validation", "test")
+        for split in splits_composed:
+            index = ("train", "validation", "test").index(split)
             images[split], labels[split] = _composite(
                 config, images[split], labels[split], seed=index
             )
@@ -256,6 +269,28 @@ def load_splits(config: TrainConfig) -> Splits:
         train_labels=labels["train"],
         validation_labels=labels["validation"],
         test_labels=labels["test"],
+        composite=config.dataset if config.resample_composites else "",
+    )
+
+
+def compose_training_batch(
+    composite: str, digits: np.ndarray, indices: np.ndarray, seed
+) -> np.ndarray:
+    """One training batch of composites around digits[indices].
+
+    Args:
+      composite: "two_digit_mnist" or "cluttered_mnist".
+      digits: uint8 [n, 28, 28, 1] training digits.
+      indices: int [batch] the batch's digits (their labels are the
+        cluttered images' labels).
+      seed: the batch's seed, a sequence of ints (negative ones wrap).
+
+    Returns:
+      uint8 [batch, size, size, 1].
+    """
+    entropy = [int(value) % 2**64 for value in np.ravel(seed)]
+    return composite_mnist.compose_around(
+        composite, digits[..., 0], indices, entropy
     )
 
 
@@ -437,6 +472,7 @@ def train_dataset(
     end_step: int,
     dynamic_binarization: bool,
     labels: np.ndarray | None = None,
+    composite: str = "",
 ) -> "tf.data.Dataset":
     """Global training batches for steps start_step..end_step - 1.
 
@@ -450,6 +486,9 @@ def train_dataset(
       end_step: one past the last step.
       dynamic_binarization: binarize each batch afresh.
       labels: optional int64 [n] labels of the images.
+      composite: "" or "two_digit_mnist" / "cluttered_mnist": `images` are
+        digits and each batch is composed around them afresh
+        (`compose_training_batch`, seeded by the seed and the step).
 
     Returns:
       A dataset of dicts: step (int64 scalar), images (float32 [batch,
@@ -466,7 +505,20 @@ def train_dataset(
             "images."
         )
     steps_per_epoch = count // batch_size
-    data = tf.constant(images)
+    data = None if composite else tf.constant(images)
+    image_shape = images.shape[1:]
+    if composite:
+        size = {
+            "two_digit_mnist": composite_mnist.TWO_DIGIT_SIZE,
+            "cluttered_mnist": composite_mnist.CLUTTERED_SIZE,
+        }[composite]
+        image_shape = (size, size, 1)
+
+        def compose(indices, composite_seed):
+            return compose_training_batch(
+                composite, images, indices, composite_seed
+            )
+
     label_data = None if labels is None else tf.constant(labels, tf.int64)
 
     def batch_for_step(step):
@@ -476,7 +528,17 @@ def train_dataset(
             tf.range(count), seed=_stream_seed(seed, _ORDER_STREAM, epoch)
         )
         indices = order[position * batch_size : (position + 1) * batch_size]
-        batch = tf.cast(tf.gather(data, indices), tf.float32) / 255.0
+        if composite:
+            batch = tf.numpy_function(
+                compose,
+                [indices, _stream_seed(seed, _COMPOSITE_STREAM, step)],
+                tf.uint8,
+                stateful=False,
+            )
+            batch.set_shape([batch_size, *image_shape])
+        else:
+            batch = tf.gather(data, indices)
+        batch = tf.cast(batch, tf.float32) / 255.0
         if dynamic_binarization:
             uniform = tf.random.stateless_uniform(
                 tf.shape(batch),

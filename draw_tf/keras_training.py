@@ -52,6 +52,7 @@ BEST_STATE = os.path.join("best", "state.json")
 _KEEP_CHECKPOINTS = 3
 # Streams of the (seed, stream, ...) random numbers.
 _ORDER_STREAM, _BINARIZATION_STREAM, _NOISE_STREAM = 1, 2, 3
+_COMPOSITE_STREAM = 4
 
 
 class TrainingDivergedError(RuntimeError):
@@ -124,8 +125,9 @@ def training_images(
 
     Step s takes batch s mod (steps per epoch) of epoch s // (steps per
     epoch)'s permutation of the training images (seeded by the seed and the
-    epoch), binarized afresh (seeded by the seed and s) when the
-    binarization is dynamic.
+    epoch), composed around those digits (seeded by the seed and s) with
+    --resample_composites, binarized afresh (seeded by the seed and s) when
+    the binarization is dynamic.
 
     Returns:
       [(stop - start) * batch_size, height, width, channels].
@@ -138,7 +140,16 @@ def training_images(
         order = np.random.default_rng(
             [config.seed, _ORDER_STREAM, epoch]
         ).permutation(len(splits.train))
-        images = splits.train[order[index * batch : (index + 1) * batch]]
+        indices = order[index * batch : (index + 1) * batch]
+        if splits.composite:
+            images = data_lib.compose_training_batch(
+                splits.composite,
+                splits.train,
+                indices,
+                [config.seed, _COMPOSITE_STREAM, step],
+            )
+        else:
+            images = splits.train[indices]
         if splits.dynamic_binarization:
             images = data_lib.binarize(
                 images, [config.seed, _BINARIZATION_STREAM, step]

@@ -348,6 +348,7 @@ class Experiment:
             total,
             self.splits.dynamic_binarization,
             labels=self.splits.train_labels if self.classify else None,
+            composite=self.splits.composite,
         )
         interval_start, interval_steps = time.perf_counter(), 0
         for batch in dataset:

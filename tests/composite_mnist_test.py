@@ -103,3 +103,57 @@ def test_cluttered_mnist_without_clutter_is_the_translated_digit():
 def test_bad_arguments_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call(_digits()[0])
+
+
+def test_compose_around_builds_cluttered_images_around_the_given_digits():
+    digits, _ = _digits()
+    # The last digit is the brightest: over clutter (pixel-wise maximum)
+    # it shows in full, and no crop of another digit has its grey level.
+    sources = np.full(6, len(digits) - 1)
+    images = composite_mnist.compose_around(
+        "cluttered_mnist", digits, sources, seed=[3, 4]
+    )
+    assert images.shape == (6, 100, 100, 1) and images.dtype == np.uint8
+    brightest = digits[-1].max()
+    for image in images[..., 0]:
+        rows, columns = np.nonzero(image == brightest)
+        assert len(rows) == np.sum(digits[-1] == brightest)
+        assert (
+            rows.max() - rows.min() < 28 and columns.max() - columns.min() < 28
+        )
+        # Clutter: 8 crops of other digits' blocks somewhere else.
+        assert set(np.unique(image)) - {0, brightest}
+    np.testing.assert_array_equal(
+        images,
+        composite_mnist.compose_around(
+            "cluttered_mnist", digits, sources, seed=[3, 4]
+        ),
+    )
+    other = composite_mnist.compose_around(
+        "cluttered_mnist", digits, sources, seed=[3, 5]
+    )
+    assert not np.array_equal(images, other)
+
+
+def test_compose_around_pairs_each_digit_with_another():
+    digits, _ = _digits()
+    sources = np.arange(len(digits))
+    images = composite_mnist.compose_around(
+        "two_digit_mnist", digits, sources, seed=7
+    )
+    assert images.shape == (len(digits), 60, 60, 1)
+    levels = [int(digit.max()) for digit in digits]  # one grey per digit
+    for source, image in zip(sources, images[..., 0], strict=True):
+        # Two 8 x 8 blocks, added (the greys are <= 230 and distinct; an
+        # overlap adds, then clips at 255): the total gives the partner.
+        total = int(image.astype(np.int64).sum())
+        if image.max() < 255:
+            partner_level = (total - 64 * levels[source]) / 64
+            assert partner_level in levels
+            assert partner_level != levels[source]
+
+
+def test_compose_around_rejects_other_datasets():
+    digits, _ = _digits()
+    with pytest.raises(ValueError, match="two_digit_mnist or cluttered_mnist"):
+        composite_mnist.compose_around("mnist", digits, [0], seed=0)

@@ -141,6 +141,70 @@ def test_composite_datasets_from_local_files(tmp_path):
     )
 
 
+def test_resampled_composites_are_built_at_every_step(tmp_path):
+    raw = _fake_mnist(tmp_path, size=28)
+    splits = data.load_splits(
+        _config(
+            tmp_path,
+            dataset="cluttered_mnist",
+            binarization="none",
+            task="classify",
+            resample_composites=True,
+        )
+    )
+    # Training keeps the 50 digits; validation and test are composed.
+    assert splits.composite == "cluttered_mnist"
+    np.testing.assert_array_equal(splits.train[..., 0], raw["train"][:50])
+    assert splits.validation.shape == (10, 100, 100, 1)
+    assert splits.image_shape == (100, 100, 1)
+    make = lambda start: data.train_dataset(  # noqa: E731
+        splits.train,
+        batch_size=25,
+        noise_shape=None,
+        seed=1,
+        start_step=start,
+        end_step=4,
+        dynamic_binarization=False,
+        labels=splits.train_labels,
+        composite=splits.composite,
+    )
+    full = _batches(make(0))
+    assert full[0]["images"].shape == (25, 100, 100, 1)
+    # A function of the step: resuming at step 3 sees the same batch.
+    np.testing.assert_array_equal(
+        _batches(make(3))[0]["images"], full[3]["images"]
+    )
+    # An epoch (2 steps) takes each digit once: its labels are the digits'
+    # labels. The next epoch composes the same digits anew (fixed
+    # composites would give the same images, in another order).
+    epochs = [
+        np.concatenate([batch[key] for batch in full[e : e + 2]])
+        for e in (0, 2)
+        for key in ("images", "labels")
+    ]
+    for labels in epochs[1::2]:
+        np.testing.assert_array_equal(
+            np.sort(labels), np.sort(raw["train_labels"][:50])
+        )
+    sums = [np.sort(images.reshape(50, -1).sum(1)) for images in epochs[::2]]
+    assert not np.allclose(sums[0], sums[1])
+    assert 0.0 <= full[0]["images"].min() and full[0]["images"].max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(dataset="mnist"), "has no composites"),
+        (dict(dataset="two_digit_mnist", binarization="static"), "dynamic or"),
+    ],
+)
+def test_resample_composites_needs_composites_to_resample(
+    tmp_path, changes, message
+):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        _config(tmp_path, resample_composites=True, **changes)
+
+
 @pytest.fixture
 def no_local_mnist(monkeypatch):
     """As on a machine without local MNIST files: TFDS is the source."""

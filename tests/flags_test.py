@@ -38,6 +38,7 @@ def _train_cases(tmp_path):
         "data_dir": [str(a_file), str(tmp_path / "missing")],
         "tfds_data_dir": [str(a_file)],  # on cifar10: TFDS only
         "binarization": ["bogus"],
+        "resample_composites": ["maybe"],
         "validation_size": ["-1", *NOT_INT, HUGE],
         "synthetic_image_size": ["0", *NOT_INT, HUGE],
         "num_steps": ["0", *NOT_INT, HUGE],
@@ -91,6 +92,13 @@ def _train_cases(tmp_path):
             "--learning_rate_warmup_steps=2",
         ],
         [*base, "--mode=evaluate"],  # nothing trained in the workdir
+        [*base, "--resample_composites"],  # synthetic: no composites
+        [
+            *base,
+            "--dataset=two_digit_mnist",
+            "--binarization=static",
+            "--resample_composites",
+        ],
         [*base, "stray_argument"],
         [*base, "--no_such_flag=1"],
         [*base, f"--flagfile={tmp_path / 'missing.flags'}"],
