@@ -197,33 +197,7 @@ class DrawCell(keras.layers.Layer):
             decoder_cell=ops.zeros((batch_size, self.decoder_units)),
         )
 
-    def stacked_kernels(self) -> dict[str, Tensor] | None:
-        """[W; U] of each LSTM, for `call(..., stacked_kernels=...)`.
-
-        One matmul of [x, h] by the input kernel W stacked over the
-        recurrent kernel U is the two matmuls x W + h U of
-        `keras.layers.LSTMCell` (same gates, order i, f, c, o; sigmoid and
-        tanh), in fewer, larger kernels. A loop computes this once, before
-        it starts (`unrolling_tensorflow.unroll`): stacked inside the loop
-        it would cost a copy of both kernels at every step.
-
-        Returns:
-          {"encoder": [read + decoder_units + encoder_units, 4 *
-          encoder_units], "decoder": [latent_size + decoder_units, 4 *
-          decoder_units]}; None with --precision=bf16 (the LSTMs keep
-          their own mixed-precision calls).
-        """
-        if self.precision != "fp32":
-            return None
-        return {
-            name: ops.concatenate([lstm.kernel, lstm.recurrent_kernel], 0)
-            for name, lstm in (
-                ("encoder", self.encoder),
-                ("decoder", self.decoder),
-            )
-        }
-
-    def call(self, inputs, states, stacked_kernels=None):
+    def call(self, inputs, states):
         images, noise = inputs
         previous = DrawState(*states)
         outputs = {}
@@ -234,30 +208,17 @@ class DrawCell(keras.layers.Layer):
             )
         else:
             read = self.read_layer(images, error_images)
-        encoder_input = ops.concatenate([read, previous.decoder_hidden], -1)
-        if stacked_kernels is None:
-            encoder_hidden, (_, encoder_cell) = self.encoder(  # eq. 5
-                encoder_input, [previous.encoder_hidden, previous.encoder_cell]
-            )
-        else:
-            encoder_hidden, encoder_cell = _lstm_step(
-                self.encoder,
-                stacked_kernels["encoder"],
-                encoder_input,
-                previous.encoder_hidden,
-                previous.encoder_cell,
-            )
+        encoder_hidden, (_, encoder_cell) = self.encoder(  # eq. 5
+            ops.concatenate([read, previous.decoder_hidden], axis=-1),
+            [previous.encoder_hidden, previous.encoder_cell],
+        )
         encoder_hidden, encoder_cell = self._float32(
             encoder_hidden, encoder_cell
         )
         (posterior,) = self._float32(self.posterior(encoder_hidden))
         posterior_mean, posterior_log_stddev = ops.split(posterior, 2, axis=-1)
         latent = posterior_mean + ops.exp(posterior_log_stddev) * noise  # eq. 6
-        step_outputs, decoder_state = self._decode_and_write(
-            latent,
-            previous,
-            None if stacked_kernels is None else stacked_kernels["decoder"],
-        )
+        step_outputs, decoder_state = self._decode_and_write(latent, previous)
         outputs.update(step_outputs)
         outputs.update(
             latent=latent,
@@ -314,22 +275,11 @@ class DrawCell(keras.layers.Layer):
             return tensors
         return tuple(ops.cast(tensor, "float32") for tensor in tensors)
 
-    def _decode_and_write(
-        self, latent, previous: DrawState, stacked_kernel=None
-    ):
+    def _decode_and_write(self, latent, previous: DrawState):
         """Eqs. 7-8: returns ({canvas[, write_window]}, (h^dec_t, cell))."""
-        if stacked_kernel is None:
-            decoder_hidden, (_, decoder_cell) = self.decoder_step(
-                latent, [previous.decoder_hidden, previous.decoder_cell]
-            )
-        else:
-            decoder_hidden, decoder_cell = _lstm_step(
-                self.decoder,
-                stacked_kernel,
-                latent,
-                previous.decoder_hidden,
-                previous.decoder_cell,
-            )
+        decoder_hidden, (_, decoder_cell) = self.decoder_step(
+            latent, [previous.decoder_hidden, previous.decoder_cell]
+        )
         outputs = {}
         if self.write_attention:
             update, outputs["write_window"] = self.write_layer(decoder_hidden)
@@ -350,27 +300,3 @@ class DrawCell(keras.layers.Layer):
             precision=self.precision,
         )
         return config
-
-
-def _lstm_step(lstm, stacked_kernel, inputs, hidden, cell):
-    """`lstm(inputs, [hidden, cell])` with the kernels stacked as [W; U].
-
-    Args:
-      lstm: the built `keras.layers.LSTMCell` (its bias and activations).
-      stacked_kernel: [input + units, 4 * units], see
-        `DrawCell.stacked_kernels`.
-      inputs: [batch, input] x_t.
-      hidden: [batch, units] h_{t-1}.
-      cell: [batch, units] c_{t-1}.
-
-    Returns:
-      (h_t, c_t), each [batch, units].
-    """
-    gates = ops.matmul(ops.concatenate([inputs, hidden], -1), stacked_kernel)
-    if lstm.use_bias:
-        gates = gates + lstm.bias
-    input_gate, forget_gate, candidate, output_gate = ops.split(gates, 4, -1)
-    cell = lstm.recurrent_activation(forget_gate) * cell + (
-        lstm.recurrent_activation(input_gate) * lstm.activation(candidate)
-    )
-    return lstm.recurrent_activation(output_gate) * lstm.activation(cell), cell

@@ -80,12 +80,8 @@ def unroll(
             cell, images, noise, keys, steps_per_iteration
         )
 
-    stacked_kernels = cell.stacked_kernels()  # once, outside the scan
-
     def step(state, step_noise):
-        outputs, state = cell(
-            (images, step_noise), state, stacked_kernels=stacked_kernels
-        )
+        outputs, state = cell((images, step_noise), state)
         return cell_lib.DrawState(*state), {key: outputs[key] for key in keys}
 
     state, per_step = ops.scan(

@@ -42,11 +42,7 @@ def unroll(cell, images, noise, keys, steps_per_iteration):
 
     def body(t, arrays, state):
         for offset in range(chunk):
-            outputs, state = cell(
-                (images, noise_array.read(t + offset)),
-                state,
-                stacked_kernels=stacked_kernels,
-            )
+            outputs, state = cell((images, noise_array.read(t + offset)), state)
             arrays = {
                 key: arrays[key].write(t + offset, outputs[key]) for key in keys
             }
@@ -61,8 +57,6 @@ def unroll(cell, images, noise, keys, steps_per_iteration):
         for variable in cell.variables
     ]
     with keras.StatelessScope(state_mapping=weights):
-        # [W; U] of each LSTM, stacked here once (`DrawCell.stacked_kernels`).
-        stacked_kernels = cell.stacked_kernels()
         _, arrays, state = tf.while_loop(
             lambda t, *_: t < num_steps,
             body,

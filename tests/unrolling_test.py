@@ -128,12 +128,8 @@ def test_training_step_matches_the_plain_formulation(case):
     for got, want in zip(fast_grads, ref_grads, strict=True):
         assert got is not None
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    # Adam's first step is lr * g / (|g| + 1e-7): where a gradient is
-    # within float rounding of 1e-7, its rounding moves the step by up to
-    # lr * 1e-3 (seen: 5e-6, one element of 5,856, with the LSTM kernels
-    # stacked as [W; U]); elsewhere the weights agree to 1e-6.
     for got, want in zip(fast_weights, ref_weights, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @requires_tensorflow("counts the ops of a TensorFlow graph")
