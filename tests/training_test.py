@@ -286,6 +286,7 @@ def test_every_config_parses_and_builds_its_model():
     for path in configs:
         values = flags.FlagValues()
         for name in config_lib.TrainConfig.__dataclass_fields__:
+            flags.FLAGS[name].unparse()  # the previous file's value goes
             values[name] = flags.FLAGS[name]
         values(["train.py", f"--flagfile={path}", "--workdir=/tmp/unused"])
         config = config_lib.TrainConfig(
