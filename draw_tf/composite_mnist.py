@@ -22,6 +22,10 @@ DIGIT_SIZE = 28
 # The images' sides, as in the paper.
 TWO_DIGIT_SIZE = 60
 CLUTTERED_SIZE = 100
+IMAGE_SIZES = {
+    "two_digit_mnist": TWO_DIGIT_SIZE,
+    "cluttered_mnist": CLUTTERED_SIZE,
+}
 
 
 def two_digit_mnist(

@@ -508,10 +508,7 @@ def train_dataset(
     data = None if composite else tf.constant(images)
     image_shape = images.shape[1:]
     if composite:
-        size = {
-            "two_digit_mnist": composite_mnist.TWO_DIGIT_SIZE,
-            "cluttered_mnist": composite_mnist.CLUTTERED_SIZE,
-        }[composite]
+        size = composite_mnist.IMAGE_SIZES[composite]
         image_shape = (size, size, 1)
 
         def compose(indices, composite_seed):
