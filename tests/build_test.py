@@ -20,7 +20,9 @@ BINARIES = {
     "bench": [
         "compare_checkouts.py",
         "keras_throughput.py",
+        "peer_training.py",
         "run_benchmarks.py",
+        "time_to_quality.py",
     ],
 }
 
