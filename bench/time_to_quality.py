@@ -12,10 +12,10 @@ bench/peer_training.py on the same training and validation images, in
 WORKDIR/peer), taking turns on this machine (bench/time_to_quality_lib.py):
 each one's clock counts its own turns only, so the minutes compare as if
 each had had the machine alone. Prints, for each of --thresholds (nats of
-validation -ELBO), the minutes, step and epoch at which each first got
-there, the ratio of the minutes, and the CPU's kind. Without --peer_draw,
-draw_tf runs alone. Hours long on CPU: 100 nats needs about 5,500 steps of
-the paper config.
+validation -ELBO), the minutes and step (the peer's epoch too) at which
+each first got there, the ratio of the minutes, and the CPU's kind.
+Without --peer_draw, draw_tf runs alone. Hours long on CPU: 100 nats needs
+about 5,500 steps of the paper config.
 """
 
 import json
