@@ -99,6 +99,10 @@ def _thresholds() -> list[float]:
 
 def _check_paths():
     workdir = _WORKDIR.value
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise config_lib.ConfigError(
+            f"--workdir={workdir} is a file; expected a new or empty directory."
+        )
     if os.path.isdir(workdir) and os.listdir(workdir):
         raise config_lib.ConfigError(
             f"--workdir={workdir} is not empty; expected a new or empty "

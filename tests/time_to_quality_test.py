@@ -244,3 +244,6 @@ def test_binary_refuses_a_used_workdir(tmp_path):
     result = _binary(f"--workdir={tmp_path}", timeout=120)
     assert result.returncode == 2
     assert "is not empty" in result.stderr.strip().splitlines()[-1]
+    result = _binary(f"--workdir={tmp_path / 'old'}", timeout=120)
+    assert result.returncode == 2
+    assert "is a file" in result.stderr.strip().splitlines()[-1]
