@@ -147,11 +147,14 @@ class Experiment:
         }
         if self.classify:
             self.evaluator = evaluation.ClassifierEvaluator(
-                self.model, config.eval_batch_size
+                self.model, config.eval_batch_size, config.jit_compile
             )
         else:
             self.evaluator = evaluation.Evaluator(
-                self.model, config.eval_batch_size, seed=config.seed + 1
+                self.model,
+                config.eval_batch_size,
+                seed=config.seed + 1,
+                jit_compile=config.jit_compile,
             )
         self._train_step = tf.function(self._train_step_fn)
         # XLA compiles one replica's forward and backward pass (the DRAW

@@ -213,6 +213,48 @@ def test_evaluator_averages_every_image_of_the_split():
     )
 
 
+def test_compiled_evaluator_gives_the_op_by_op_bounds():
+    # XLA draws other numbers than TensorFlow from a stateless seed: the
+    # compiled evaluator must draw its noise outside the compiled pass.
+    model = _small_model()
+    images = (np.random.default_rng(4).uniform(size=(11, 6, 6, 1)) > 0.5) * 255
+    images = images.astype(np.uint8)
+    results = {
+        jit: evaluation.Evaluator(model, 8, seed=5, jit_compile=jit)(
+            images, importance_samples=3
+        )
+        for jit in (False, True)
+    }
+    for key in (
+        "negative_elbo",
+        "reconstruction_loss",
+        "latent_loss",
+        "importance_weighted_bound",
+    ):
+        np.testing.assert_allclose(
+            results[True][key], results[False][key], rtol=1e-5, err_msg=key
+        )
+
+
+def test_compiled_classifier_evaluator_gives_the_op_by_op_results():
+    model = DrawClassifier((12, 12, 1), num_glimpses=2, glimpse_size=3, units=6)
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(9, 12, 12, 1)).astype(np.uint8)
+    labels = rng.integers(0, 10, size=9)
+    results = {
+        jit: evaluation.ClassifierEvaluator(model, 4, jit_compile=jit)(
+            images, labels
+        )
+        for jit in (False, True)
+    }
+    assert results[True]["accuracy"] == results[False]["accuracy"]
+    np.testing.assert_allclose(
+        results[True]["cross_entropy"],
+        results[False]["cross_entropy"],
+        rtol=1e-5,
+    )
+
+
 def test_importance_weighted_bound_is_below_the_elbo():
     model = _small_model()
     # A wide posterior makes the gap between the bounds visible.
