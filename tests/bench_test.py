@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import draw_tf
 from bench import flops as flops_lib
+from bench import report as report_lib
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -310,3 +311,33 @@ def test_compare_checkouts_bad_arguments_are_one_line(arguments):
     assert len(lines) == 1 and lines[0].startswith(
         "compare_checkouts.py: error: "
     ), lines
+
+
+@pytest.mark.parametrize("ratio, met", [(1.33, False), (2.0, True)])
+def test_targets_judge_the_ratio_to_the_peer_and_the_dense_fraction(ratio, met):
+    class PaperOptions:
+        is_paper_config = True
+
+    measured = {
+        "training": [
+            {
+                "variant": "compiled",
+                "attention": True,
+                "batch_size": 100,
+                "examples_per_second": 175.0,
+                "fraction_of_dense_matmul": 0.59 if not met else 0.6,
+            }
+        ],
+        "side_by_side": {"ratio": ratio},
+    }
+    targets = report_lib._targets(PaperOptions(), measured)
+    assert targets["training_ratio_to_the_peer"] == {
+        "value": ratio,
+        "threshold": 2.0,
+        "met": met,
+    }
+    assert targets["training_fraction_of_dense_matmul"]["met"] is met
+    assert targets["training_examples_per_second"]["met"] is False
+    assert "training_ratio_to_the_peer" not in report_lib._targets(
+        PaperOptions(), {"training": measured["training"]}
+    )
