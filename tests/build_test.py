@@ -18,6 +18,7 @@ BINARIES = {
     "export": ["export_saved_model.py", "ship_pretrained.py"],
     "serving": ["client.py", "session_benchmark.py"],
     "bench": [
+        "cluttered_errors.py",
         "compare_checkouts.py",
         "keras_throughput.py",
         "peer_training.py",
