@@ -15,7 +15,6 @@ windows' stride and filter width, the error by the digit's distance from
 the border, and the commonest confusions.
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -171,11 +170,7 @@ def main(argv):
         results = report(_MAX_EXAMPLES.value, _FOUND_RADIUS.value)
     except (config_lib.ConfigError, pretrained.UnknownModelError) as error:
         cli.fail(_PROGRAM, error)
-    text = json.dumps(results, indent=2)
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as file:
-            file.write(text + "\n")
-    print(text)
+    cli.print_json(results, _OUTPUT.value)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ The JSON goes to stdout (and --output); the table to stderr. The device
 (CPU model, GPUs) is in the report's "device" section.
 """
 
-import json
 import os
 import sys
 
@@ -145,17 +144,9 @@ def main(argv):
     """Runs the sections and prints the report."""
     logging.set_verbosity(logging.WARNING)  # the export's INFO lines
     try:
-        output_directory = os.path.dirname(os.path.abspath(_OUTPUT.value))
-        if _OUTPUT.value and not os.path.isdir(output_directory):
-            raise ValueError(
-                f"--output={_OUTPUT.value}: directory {output_directory} "
-                "does not exist."
-            )
-        if _OUTPUT.value and os.path.isdir(_OUTPUT.value):
-            raise ValueError(
-                f"--output={_OUTPUT.value} is a directory; expected a JSON "
-                "file path."
-            )
+        output_error = cli.output_path_error("output", _OUTPUT.value)
+        if output_error:
+            raise ValueError(output_error)
         if _PROFILE_STEPS.value:
             # XLA's own kernels in the profile of the compiled variant.
             op_profile.enable_xla_tracing()
@@ -192,11 +183,7 @@ def main(argv):
         sys.exit(2)
     report = report_lib.run(options)
     print(report_lib.table(report), file=sys.stderr)
-    text = json.dumps(report, indent=2)
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as file:
-            file.write(text + "\n")
-    print(text)
+    cli.print_json(report, _OUTPUT.value)
 
 
 def _integers(name: str, values: list[str]) -> list[int]:

@@ -18,7 +18,6 @@ Without --peer_draw, draw_tf runs alone. Hours long on CPU: 100 nats needs
 about 5,500 steps of the paper config.
 """
 
-import json
 import os
 import sys
 
@@ -232,11 +231,7 @@ def main(argv):
         )
     else:
         report["peer"] = "not run: --peer_draw not given"
-    text = json.dumps(report, indent=2)
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as file:
-            file.write(text + "\n")
-    print(text)
+    cli.print_json(report, _OUTPUT.value)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ exit status 2, instead of absl's two-line FATAL message or a usage dump.
 Errors that `main` finds itself are printed the same way by `fail`.
 """
 
+import json
+import os
 import sys
 
 from absl import app, flags
@@ -44,3 +46,27 @@ def run(main, program: str, argv: list[str] | None = None):
         argv=argv,
         flags_parser=lambda arguments: parse_flags(arguments, program),
     )
+
+
+def output_path_error(flag: str, path: str) -> str | None:
+    """Why `path` can't take a JSON report (--flag=path), or None if it can.
+
+    Checked before the work, so that a bad path doesn't lose its result.
+    """
+    if not path:
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"--{flag}={path}: directory {directory} does not exist."
+    if os.path.isdir(path):
+        return f"--{flag}={path} is a directory; expected a JSON file path."
+    return None
+
+
+def print_json(value, path: str = "") -> None:
+    """Prints `value` as indented JSON on stdout, and writes it to `path`."""
+    text = json.dumps(value, indent=2)
+    if path:
+        with open(path, "w") as file:
+            file.write(text + "\n")
+    print(text)
