@@ -167,6 +167,9 @@ def main(argv):
     """Prints the JSON report."""
     del argv
     try:
+        output_error = cli.output_path_error("output", _OUTPUT.value)
+        if output_error:
+            raise config_lib.ConfigError(output_error)
         results = report(_MAX_EXAMPLES.value, _FOUND_RADIUS.value)
     except (config_lib.ConfigError, pretrained.UnknownModelError) as error:
         cli.fail(_PROGRAM, error)

@@ -97,6 +97,9 @@ def _thresholds() -> list[float]:
 
 
 def _check_paths():
+    output_error = cli.output_path_error("output", _OUTPUT.value)
+    if output_error:  # found now, not after hours of racing
+        raise config_lib.ConfigError(output_error)
     workdir = _WORKDIR.value
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise config_lib.ConfigError(

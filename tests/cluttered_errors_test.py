@@ -125,6 +125,10 @@ def test_binary_on_the_shipped_classifier_agrees_with_its_record():
         ),
         (["--pretrained=no_such_model"], "no_such_model"),
         (["--max_examples=-1"], "--max_examples"),
+        (
+            ["--pretrained=cluttered_mnist", "--output=/tmp"],
+            "--output=/tmp is a directory; expected a JSON file path",
+        ),
     ],
 )
 def test_binary_bad_input_is_one_line(flags, message):

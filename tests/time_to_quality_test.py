@@ -229,6 +229,10 @@ def test_binary_times_train_py_alone(tmp_path):
         (["--peer_draw=/nonexistent/draw.py"], "--peer_draw=/nonexistent"),
         (["--peer_python=/usr/bin/python3"], "--peer_python and --peer_flags"),
         (["--train_flagfile=/nonexistent.flags"], "no such file"),
+        (
+            ["--output=/nonexistent/ttq.json"],
+            "--output=/nonexistent/ttq.json: directory /nonexistent does not",
+        ),
     ],
 )
 def test_binary_bad_flags_one_line(tmp_path, arguments, message):
