@@ -113,6 +113,10 @@ class Evaluator:
         """
         k = importance_samples
         if k not in self._bound_sums:
+            self._bound_passes[k] = tf.function(
+                lambda images, noise: self._bound_pass_fn(images, noise, k),
+                jit_compile=self.jit_compile,
+            )
             self._bound_sums[k] = tf.function(
                 lambda batch, seed: self._bound_sums_fn(batch, seed, k),
                 input_signature=self._signature,
@@ -149,11 +153,6 @@ class Evaluator:
     def _bound_sums_fn(self, batch, seed, k):
         repeated = tf.repeat(batch, k, axis=0)  # [b * k, ...], image-major
         noise = self.model.sample_noise(tf.shape(repeated)[0], seed)
-        if k not in self._bound_passes:
-            self._bound_passes[k] = tf.function(
-                lambda images, noise: self._bound_pass_fn(images, noise, k),
-                jit_compile=self.jit_compile,
-            )
         return self._bound_passes[k](repeated, noise)
 
     def _bound_pass_fn(self, repeated, noise, k):
