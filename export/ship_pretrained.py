@@ -5,8 +5,14 @@
         --train_command="python train.py --flagfile=..."
 
 evaluates the best checkpoint on the whole test split and writes
-draw_tf/pretrained_models/<name>/ (model.weights.h5, record.json). Flags
-only; the work is in ship_pretrained_lib.
+draw_tf/pretrained_models/<name>/ (model.weights.h5, record.json).
+
+    python export/ship_pretrained.py --remeasure --name=mnist_attention \
+        --importance_samples=100
+
+measures a shipped model's test bounds again from its own weights (which
+stay as they are) and rewrites its record. Flags only; the work is in
+ship_pretrained_lib.
 """
 
 import json
@@ -26,7 +32,13 @@ from draw_tf.config import ConfigError  # noqa: E402
 from export import ship_pretrained_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training workdir to ship.", required=True
+    "workdir", "", "Training workdir to ship (not with --remeasure)."
+)
+_REMEASURE = flags.DEFINE_bool(
+    "remeasure",
+    False,
+    "Measure the shipped model --name's test bounds again from its shipped "
+    "weights and rewrite its record, instead of shipping a workdir.",
 )
 _NAME = flags.DEFINE_string(
     "name",
@@ -64,19 +76,34 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 
 def main(argv):
-    """Ships and prints the record."""
-    try:
-        record = ship_pretrained_lib.ship(
-            _WORKDIR.value,
-            _NAME.value,
-            data_dir=_DATA_DIR.value,
-            checkpoint=_CHECKPOINT.value,
-            importance_samples=_IMPORTANCE_SAMPLES.value,
-            subset_size=_SUBSET_SIZE.value,
-            train_command=_TRAIN_COMMAND.value,
-            description=_DESCRIPTION.value,
-            output_dir=_OUTPUT_DIR.value,
+    """Ships (or measures again) and prints the record."""
+    if _REMEASURE.value == bool(_WORKDIR.value):
+        cli.fail(
+            "ship_pretrained.py",
+            "expected either --workdir (to ship it) or --remeasure (to "
+            f"measure a shipped model again); got --workdir={_WORKDIR.value!r}"
+            f" and --remeasure={_REMEASURE.value}.",
         )
+    try:
+        if _REMEASURE.value:
+            record = ship_pretrained_lib.remeasure(
+                _NAME.value,
+                data_dir=_DATA_DIR.value,
+                importance_samples=_IMPORTANCE_SAMPLES.value,
+                output_dir=_OUTPUT_DIR.value,
+            )
+        else:
+            record = ship_pretrained_lib.ship(
+                _WORKDIR.value,
+                _NAME.value,
+                data_dir=_DATA_DIR.value,
+                checkpoint=_CHECKPOINT.value,
+                importance_samples=_IMPORTANCE_SAMPLES.value,
+                subset_size=_SUBSET_SIZE.value,
+                train_command=_TRAIN_COMMAND.value,
+                description=_DESCRIPTION.value,
+                output_dir=_OUTPUT_DIR.value,
+            )
     except ConfigError as error:  # bad flags, files or workdir
         cli.fail("ship_pretrained.py", error)
     print(json.dumps({k: record[k] for k in ("name", "steps", "test")}))

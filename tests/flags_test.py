@@ -199,7 +199,8 @@ def test_every_flag_of_the_other_binaries_is_one_line(
                 f"--output_dir={tmp_path / 's'}",
             ],
             {
-                "workdir": [str(missing), str(a_file)],
+                "workdir": [str(missing), str(a_file), ""],
+                "remeasure": ["maybe"],
                 "name": ["", "a/b", ".hidden"],
                 "data_dir": [str(missing)],
                 "checkpoint": [str(missing)],

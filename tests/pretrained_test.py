@@ -217,3 +217,73 @@ def test_train_binary_says_which_models_are_shipped(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: error: --pretrained: No pretrained")
     assert "Traceback" not in result.stderr
+
+
+def test_remeasure_rewrites_the_bounds_and_keeps_the_weights(
+    shipped_tiny, tmp_path
+):
+    directory = pathlib.Path(pretrained.path("tiny"))
+    weights = (directory / pretrained.WEIGHTS_FILE).read_bytes()
+    record = ship_pretrained_lib.remeasure(
+        "tiny", importance_samples=5, output_dir=str(directory.parent)
+    )
+    assert (directory / pretrained.WEIGHTS_FILE).read_bytes() == weights
+    assert pretrained.record("tiny") == json.loads(json.dumps(record))
+    assert record["test"]["importance_samples"] == 5
+    assert (
+        record["test"]["num_examples"] == shipped_tiny["test"]["num_examples"]
+    )
+    # The same weights and evaluator noise: the same ELBO as at the ship,
+    # and an importance-weighted bound no worse than it (k = 5 vs 3 here).
+    np.testing.assert_allclose(
+        record["test"]["negative_elbo"],
+        shipped_tiny["test"]["negative_elbo"],
+        rtol=1e-5,
+    )
+    assert record["test"]["importance_weighted_bound"] <= (
+        record["test"]["negative_elbo"] + 1e-4
+    )
+    assert "--importance_samples=5" in record["commands"]["evaluate"]
+    assert record["remeasured_on"]["vector_extensions"]
+    unchanged = set(shipped_tiny) - {"test", "commands"}
+    for key in unchanged:
+        assert record[key] == json.loads(json.dumps(shipped_tiny[key])), key
+    assert not list(directory.glob("*.tmp"))
+
+
+def test_remeasure_refuses_other_weights_and_unknown_names(shipped_tiny):
+    directory = pathlib.Path(pretrained.path("tiny"))
+    with pytest.raises(ship_pretrained_lib.ShipError, match="shipped: tiny"):
+        ship_pretrained_lib.remeasure(
+            "no_such_model", output_dir=str(directory.parent)
+        )
+    record_path = directory / pretrained.RECORD_FILE
+    record = json.loads(record_path.read_text())
+    record["subset"]["negative_elbo"] += 1.0
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(ship_pretrained_lib.ShipError, match="subset"):
+        ship_pretrained_lib.remeasure(
+            "tiny", importance_samples=2, output_dir=str(directory.parent)
+        )
+    assert json.loads(record_path.read_text()) == record
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--name=tiny"], ["--name=tiny", "--remeasure", "--workdir=/tmp/x"]],
+)
+def test_ship_binary_wants_a_workdir_or_remeasure(arguments):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "export" / "ship_pretrained.py")]
+        + arguments,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "ship_pretrained.py: error: expected either --workdir"
+    ), result.stderr
+    assert "Traceback" not in result.stderr
