@@ -24,8 +24,10 @@ Signatures (method `tensorflow/serving/predict`, batch dimension -1):
 
 Images are Bernoulli means, sigmoid(c_T). A seed fixes the noise of one
 image, z_1..z_T = stateless_normal([T, z], seed=[seed, 0]): the same seed
-gives the same image on every call, in every batch position, with no
-random state in the served graph. `assets.extra/tf_serving_warmup_requests`
+gives the same image on every call (bit for bit) and in every batch
+position (to float rounding, ~1e-7: on AVX-512 CPUs the matrix kernels
+round a row by its position in the batch), with no random state in the
+served graph. `assets.extra/tf_serving_warmup_requests`
 holds one request per signature, which the server runs before it reports
 the model available.
 """

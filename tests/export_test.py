@@ -124,10 +124,16 @@ def test_outputs_equal_the_in_memory_model(predictor, in_memory):
 
 def test_a_seed_gives_the_same_image_in_any_call_and_position(predictor):
     first = predictor.predict("generate", {"seeds": np.array([1, 2, 3])})
+    repeated = predictor.predict("generate", {"seeds": np.array([1, 2, 3])})
     again = predictor.predict("generate", {"seeds": np.array([3, 9, 1])})
-    np.testing.assert_array_equal(first["images"][0], again["images"][2])
-    np.testing.assert_array_equal(first["images"][2], again["images"][0])
-    assert not np.allclose(first["images"][0], first["images"][1])
+    # The same request gives the same bits.
+    np.testing.assert_array_equal(first["images"], repeated["images"])
+    # Another batch position gives the same image up to float rounding: on
+    # AVX-512 CPUs the matrix kernels round a row differently by its
+    # position in the batch (seen: one pixel in 64 off by 6e-8).
+    np.testing.assert_allclose(first["images"][0], again["images"][2], 0, 1e-6)
+    np.testing.assert_allclose(first["images"][2], again["images"][0], 0, 1e-6)
+    assert not np.allclose(first["images"][0], first["images"][1], 0, 1e-3)
 
 
 def test_every_warmup_record_replays(predictor, exported_model):
