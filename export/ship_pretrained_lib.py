@@ -65,6 +65,25 @@ def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
     return config_lib.TrainConfig(**values).validate()
 
 
+def _summary_events(workdir: str) -> list[tuple[float, int]]:
+    """(wall time, step) of each summary in the TensorBoard events, sorted."""
+    events = []
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*")):
+        for raw in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            if event.HasField("summary"):
+                events.append((event.wall_time, int(event.step)))
+    return sorted(events)
+
+
+def _keras_training_state(workdir: str) -> dict | None:
+    state = os.path.join(workdir, keras_training.CHECKPOINTS, "state.json")
+    if not os.path.exists(state):
+        return None
+    with open(state) as file:
+        return json.load(file)
+
+
 def training_wall_seconds(workdir: str) -> float:
     """Seconds of training in the workdir's TensorBoard events.
 
@@ -72,19 +91,13 @@ def training_wall_seconds(workdir: str) -> float:
     15 minutes (the run was stopped), so it counts training, validation
     and checkpoints, not the time between a kill and the resume. A workdir
     trained with fit() (`draw_tf.keras_training`, e.g. on JAX) records its
-    seconds in keras_checkpoints/state.json instead.
+    seconds in keras_checkpoints/state.json instead. Steps whose events
+    are not in the workdir are not counted: see `untimed_step_ranges`.
     """
-    state = os.path.join(workdir, keras_training.CHECKPOINTS, "state.json")
-    if os.path.exists(state):
-        with open(state) as file:
-            return float(json.load(file).get("train_seconds", 0.0))
-    times = []
-    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*")):
-        for raw in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(raw.numpy())
-            if event.HasField("summary"):
-                times.append(event.wall_time)
-    times.sort()
+    state = _keras_training_state(workdir)
+    if state is not None:
+        return float(state.get("train_seconds", 0.0))
+    times = [wall_time for wall_time, _ in _summary_events(workdir)]
     return float(
         sum(
             later - earlier
@@ -92,6 +105,34 @@ def training_wall_seconds(workdir: str) -> float:
             if later - earlier <= _MAX_SUMMARY_GAP_SECONDS
         )
     )
+
+
+def untimed_step_ranges(
+    workdir: str, final_step: int, log_every_steps: int
+) -> list[list[int]]:
+    """Training steps that `training_wall_seconds` could not time.
+
+    A run resumed in a copy of its workdir that lacks some TensorBoard
+    event files (e.g. restored from a committed checkpoint on a fresh
+    machine) has no wall times for the steps those files logged. Those
+    show as gaps of more than 10 logging intervals between the summaries'
+    steps (or before the first one, or after the last up to `final_step`).
+
+    Returns:
+      [[first, last], ...]: the untimed step ranges, in order; [] when the
+      events cover the run (or it was trained with fit(), which keeps its
+      own seconds).
+    """
+    if _keras_training_state(workdir) is not None:
+        return []
+    steps = sorted({step for _, step in _summary_events(workdir)})
+    largest_gap = 10 * max(1, log_every_steps)
+    bounds = [0, *steps, final_step]
+    return [
+        [earlier, later]
+        for earlier, later in zip(bounds, bounds[1:], strict=False)
+        if later - earlier > largest_gap
+    ]
 
 
 def _json_lines(path: str) -> list[dict]:
@@ -203,6 +244,9 @@ def ship(
         "steps": steps,
         "epochs": round(steps / experiment.steps_per_epoch, 2),
         "training_wall_hours": round(training_wall_seconds(workdir) / 3600, 2),
+        "untimed_steps": untimed_step_ranges(
+            workdir, steps, config.log_every_steps
+        ),
         "machines": _json_lines(os.path.join(workdir, "machines.jsonl")),
         "shipped_on": machine.cpu_description(),
         "architecture": architecture,

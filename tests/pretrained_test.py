@@ -143,12 +143,55 @@ def test_ship_then_load_gives_the_trained_weights(
     assert record["subset"]["num_examples"] == 8
     assert [entry["step"] for entry in record["validation_curve"]] == [4]
     assert record["training_wall_hours"] >= 0
+    assert record["untimed_steps"] == []
     assert record["machines"][0]["vector_extensions"]
     loaded = pretrained.load("tiny")
     restored, _, step = export_saved_model_lib.load_model(str(trained_workdir))
     assert step == 4
     for ours, theirs in zip(loaded.weights, restored.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def _write_summaries(path, wall_times_and_steps):
+    with tf.io.TFRecordWriter(path) as writer:
+        for wall_time, step in wall_times_and_steps:
+            event = tf.compat.v1.Event(wall_time=wall_time, step=step)
+            event.summary.value.add(tag="loss", simple_value=1.0)
+            writer.write(event.SerializeToString())
+
+
+def test_wall_time_counts_training_and_names_the_steps_it_cannot_time(
+    tmp_path,
+):
+    # Steps 50-500 logged every 10 s, a 2-hour stop, steps 500-700 again
+    # from a checkpoint; then a copy of the workdir without the events of
+    # steps 700-2000 went on from 2000 to 2500, and the run ends at 3500.
+    events = tmp_path / "tensorboard"
+    events.mkdir()
+    _write_summaries(
+        str(events / "events.out.tfevents.1"),
+        [(1000.0 + 10 * i, 50 * (i + 1)) for i in range(10)],
+    )
+    _write_summaries(
+        str(events / "events.out.tfevents.2"),
+        [(10000.0 + 10 * i, 500 + 50 * i) for i in range(5)],
+    )
+    _write_summaries(
+        str(events / "events.out.tfevents.3"),
+        [(50000.0 + 10 * i, 2000 + 50 * i) for i in range(11)],
+    )
+    assert ship_pretrained_lib.training_wall_seconds(str(tmp_path)) == (
+        90 + 40 + 100
+    )
+    assert ship_pretrained_lib.untimed_step_ranges(
+        str(tmp_path), final_step=3500, log_every_steps=50
+    ) == [[700, 2000], [2500, 3500]]
+    assert (
+        ship_pretrained_lib.untimed_step_ranges(
+            str(tmp_path), final_step=2500, log_every_steps=200
+        )
+        == []
+    )
 
 
 def test_evaluate_and_draw_a_shipped_model_through_train(
