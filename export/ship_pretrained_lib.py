@@ -94,10 +94,11 @@ def training_wall_seconds(workdir: str) -> float:
     seconds in keras_checkpoints/state.json instead. Steps whose events
     are not in the workdir are not counted: see `untimed_step_ranges`.
     """
-    state = _keras_training_state(workdir)
-    if state is not None:
-        return float(state.get("train_seconds", 0.0))
-    times = [wall_time for wall_time, _ in _summary_events(workdir)]
+    return _training_time(workdir, final_step=0, log_every_steps=1)[0]
+
+
+def _wall_seconds(events: list[tuple[float, int]]) -> float:
+    times = [wall_time for wall_time, _ in events]
     return float(
         sum(
             later - earlier
@@ -123,9 +124,26 @@ def untimed_step_ranges(
       events cover the run (or it was trained with fit(), which keeps its
       own seconds).
     """
-    if _keras_training_state(workdir) is not None:
-        return []
-    steps = sorted({step for _, step in _summary_events(workdir)})
+    return _training_time(workdir, final_step, log_every_steps)[1]
+
+
+def _training_time(
+    workdir: str, final_step: int, log_every_steps: int
+) -> tuple[float, list[list[int]]]:
+    """(training_wall_seconds, untimed_step_ranges), the events read once."""
+    state = _keras_training_state(workdir)
+    if state is not None:
+        return float(state.get("train_seconds", 0.0)), []
+    events = _summary_events(workdir)
+    return _wall_seconds(events), _untimed_steps(
+        events, final_step, log_every_steps
+    )
+
+
+def _untimed_steps(
+    events: list[tuple[float, int]], final_step: int, log_every_steps: int
+) -> list[list[int]]:
+    steps = sorted({step for _, step in events})
     largest_gap = 10 * max(1, log_every_steps)
     bounds = [0, *steps, final_step]
     return [
@@ -236,6 +254,9 @@ def ship(
         data_dir=_shipped_data_dir(config.data_dir),
     )
     architecture = config.architecture()
+    wall_seconds, untimed = _training_time(
+        workdir, steps, config.log_every_steps
+    )
     record = {
         "name": name,
         "description": description,
@@ -243,10 +264,8 @@ def ship(
         "checkpoint": os.path.basename(used),
         "steps": steps,
         "epochs": round(steps / experiment.steps_per_epoch, 2),
-        "training_wall_hours": round(training_wall_seconds(workdir) / 3600, 2),
-        "untimed_steps": untimed_step_ranges(
-            workdir, steps, config.log_every_steps
-        ),
+        "training_wall_hours": round(wall_seconds / 3600, 2),
+        "untimed_steps": untimed,
         "machines": _json_lines(os.path.join(workdir, "machines.jsonl")),
         "shipped_on": machine.cpu_description(),
         "architecture": architecture,
