@@ -12,7 +12,8 @@ where the two meet:
                                the seconds spent training so far)
     best/model.weights.h5      the weights with the best validation bound,
     best/state.json            and their step and bound
-    eval/validation.jsonl      one JSON line per validation
+    eval/validation.jsonl      one JSON line per validation (bounds, step,
+                               epoch)
     eval/test.json             the test-set bounds
     pictures/                  samples and the canvas drawn step by step
     machines.jsonl             the machine of every (re)start
@@ -340,7 +341,10 @@ class KerasTrainer:
                 if isinstance(value, float)
             ),
         )
-        _append_line(self._path("eval", "validation.jsonl"), results)
+        _append_line(
+            self._path("eval", "validation.jsonl"),
+            dict(results, epoch=round(self.step / self.steps_per_epoch, 3)),
+        )
         if results["negative_elbo"] < self.best_validation:
             self.best_validation = results["negative_elbo"]
             os.makedirs(self._path("best"), exist_ok=True)

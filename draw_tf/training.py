@@ -5,7 +5,7 @@ A run lives in `--workdir`:
     config.json           the architecture, checked on every restart
     checkpoints/          the latest checkpoints (model, optimizer, step)
     best/                 the checkpoint with the best validation bound
-    eval/validation.jsonl one JSON line per validation
+    eval/validation.jsonl one JSON line per validation (bounds, step, epoch)
     eval/test.json        the test-set bounds (mode=evaluate, end of train)
     tensorboard/          TensorBoard summaries
     pictures/             samples and the canvas drawn step by step
@@ -620,8 +620,9 @@ class Experiment:
         if self.is_chief:
             path = os.path.join(self.config.workdir, "eval", "validation.jsonl")
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            line = dict(results, epoch=round(step / self.steps_per_epoch, 3))
             with open(path, "a") as file:
-                file.write(json.dumps(results, sort_keys=True) + "\n")
+                file.write(json.dumps(line, sort_keys=True) + "\n")
         if results[self.selection_key] < self.best_validation.numpy():
             self.best_validation.assign(results[self.selection_key])
             self._save("best", step)

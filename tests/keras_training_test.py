@@ -58,6 +58,9 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
     ]
     lines = (workdir / "eval" / "validation.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    assert [json.loads(line)["epoch"] for line in lines] == [
+        round(step / straight.steps_per_epoch, 3) for step in (2, 4)
+    ]
     best = json.loads((workdir / "best" / "state.json").read_text())
     assert best["step"] in (2, 4)
     assert (workdir / "best" / "model.weights.h5").exists()

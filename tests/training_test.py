@@ -433,6 +433,8 @@ def test_train_binary_dry_run_on_two_replicas(tmp_path):
         (workdir / "eval" / "validation.jsonl").read_text().splitlines()
     )
     assert [json.loads(line)["step"] for line in validations] == [4, 8]
+    epochs = [json.loads(line)["epoch"] for line in validations]
+    assert epochs[0] > 0 and epochs[1] == pytest.approx(2 * epochs[0], abs=1e-3)
     for name in (
         "samples.png",
         "generation.png",
