@@ -16,9 +16,16 @@ validation -ELBO), the minutes and step (the peer's epoch too) at which
 each first got there, the ratio of the minutes, and the CPU's kind.
 Without --peer_draw, draw_tf runs alone. Hours long on CPU: 100 nats needs
 about 5,500 steps of the paper config.
+
+The race's clock is written down as it goes (WORKDIR/race_clock.jsonl):
+draw_tf alone, stopped by anything, resumes with the same command, from its
+last checkpoint and the minutes at which that checkpoint was written (the
+steps after it are lost and not counted, the restart is). A race beside
+the peer cannot resume (the peer's trainer keeps no checkpoints).
 """
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,8 +41,12 @@ from draw_tf import config as config_lib  # noqa: E402
 from draw_tf import data as data_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "A new or empty directory for both runs.", required=True
+    "workdir",
+    None,
+    "A new or empty directory for both runs, or a race's to resume it.",
+    required=True,
 )
+CLOCK_LOG = "race_clock.jsonl"
 _FLAGFILE = flags.DEFINE_string(
     "train_flagfile",
     os.path.join(REPOSITORY, "configs", "mnist_attention.flags"),
@@ -105,10 +116,17 @@ def _check_paths():
         raise config_lib.ConfigError(
             f"--workdir={workdir} is a file; expected a new or empty directory."
         )
-    if os.path.isdir(workdir) and os.listdir(workdir):
+    resuming = os.path.isfile(os.path.join(workdir, CLOCK_LOG))
+    if resuming and _PEER_DRAW.value:
         raise config_lib.ConfigError(
-            f"--workdir={workdir} is not empty; expected a new or empty "
-            "directory (each race starts both trainers from step 0)."
+            f"--workdir={workdir} holds a race, and a race beside the peer "
+            "cannot resume (the peer keeps no checkpoints); expected a new "
+            "or empty directory."
+        )
+    if os.path.isdir(workdir) and os.listdir(workdir) and not resuming:
+        raise config_lib.ConfigError(
+            f"--workdir={workdir} is not empty and holds no race to resume "
+            f"({CLOCK_LOG}); expected a new or empty directory."
         )
     if not os.path.isfile(_FLAGFILE.value):
         raise config_lib.ConfigError(
@@ -178,6 +196,11 @@ def contenders(workdir: str) -> list:
                 validation, split="validation"
             ),
             output_path=os.path.join(workdir, "draw_tf.log"),
+            checkpoint_step=lambda: (
+                time_to_quality_lib.train_py_checkpoint_step(
+                    os.path.join(draw_workdir, "checkpoints")
+                )
+            ),
         )
     ]
     if _PEER_DRAW.value:
@@ -209,19 +232,27 @@ def contenders(workdir: str) -> list:
 def main(argv):
     """Races the trainers and prints the JSON report."""
     del argv
+    # Stopped by SIGTERM (a session's end, `kill`), the race ends its
+    # trainers, as on Ctrl-C, and can then resume.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(143))
     try:
         thresholds = _thresholds()
         _check_paths()
         os.makedirs(_WORKDIR.value, exist_ok=True)
         racing = contenders(_WORKDIR.value)
-    except (config_lib.ConfigError, data_lib.DataError) as error:
+        results = time_to_quality_lib.race(
+            racing,
+            thresholds,
+            window_seconds=_WINDOW_SECONDS.value,
+            max_minutes=_MAX_MINUTES.value,
+            clock_log=os.path.join(_WORKDIR.value, CLOCK_LOG),
+        )
+    except (
+        config_lib.ConfigError,
+        data_lib.DataError,
+        time_to_quality_lib.ResumeError,
+    ) as error:
         cli.fail("time_to_quality.py", error)
-    results = time_to_quality_lib.race(
-        racing,
-        thresholds,
-        window_seconds=_WINDOW_SECONDS.value,
-        max_minutes=_MAX_MINUTES.value,
-    )
     report = {
         "device": machine.cpu_description(),
         "thresholds_nats": thresholds,

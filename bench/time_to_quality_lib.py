@@ -12,17 +12,30 @@ at or below each threshold; validation and checkpoints count, as they do
 for a user. A contender leaves the race when it has reached every
 threshold, when its process exits, or at `max_minutes` of its own time;
 the others then run on alone.
+
+With a `clock_log`, the race writes down as it goes the seconds of each
+contender's own clock at which it saw each validation record and each new
+checkpoint; started again with the same log (after the machine or the
+race was stopped), it resumes: each contender's trainer restarts from its
+last checkpoint and its clock from the seconds at which that checkpoint was
+seen (one written as the race was stopped, after its last look: from the
+contender's last heartbeat in the log, at most 10 s of its clock before),
+with the thresholds reached up to that step kept. The work done after
+that checkpoint is lost and not counted; the restart is. Only contenders
+that resume from checkpoints (a `checkpoint_step`) can be resumed.
 """
 
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 
 _STOP_GRACE_SECONDS = 30.0
+_HEARTBEAT_SECONDS = 10.0  # of a contender's own clock, in the clock log
 
 
 @dataclasses.dataclass
@@ -34,8 +47,10 @@ class Contender:
       command: argv of the training process.
       read_records: returns the validation records so far, each a dict
         with "step" and "negative_elbo" (and "epoch" where known).
-      output_path: where the process's stdout and stderr go.
+      output_path: where the process's stdout and stderr go (appended to).
       environment: its environment (None: this process's).
+      checkpoint_step: returns the step its trainer would resume from if
+        started now (0: none yet); None when it cannot resume.
     """
 
     name: str
@@ -43,6 +58,11 @@ class Contender:
     read_records: Callable[[], list]
     output_path: str
     environment: dict | None = None
+    checkpoint_step: Callable[[], int] | None = None
+
+
+class ResumeError(ValueError):
+    """A race's clock log that this race cannot resume from."""
 
 
 def json_lines(path: str, split: str | None = None) -> list[dict]:
@@ -65,16 +85,55 @@ def json_lines(path: str, split: str | None = None) -> list[dict]:
     return records
 
 
+def train_py_checkpoint_step(directory: str) -> int:
+    """The step of train.py's latest checkpoint in `directory` (0: none).
+
+    Reads the `checkpoint` file that tf.train.CheckpointManager keeps
+    (`model_checkpoint_path: "ckpt-STEP"`; train.py numbers its
+    checkpoints by step); a file being written counts as none yet.
+    """
+    path = os.path.join(directory, "checkpoint")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as file:
+        for line in file:
+            match = re.match(r'model_checkpoint_path: ".*ckpt-(\d+)"', line)
+            if match:
+                return int(match.group(1))
+    return 0
+
+
 class _Running:
     """A contender's process, its own clock and what it has reached."""
 
-    def __init__(self, contender: Contender, thresholds: Sequence[float]):
+    def __init__(
+        self,
+        contender: Contender,
+        thresholds: Sequence[float],
+        restored: dict | None = None,
+        write_event: Callable[[dict], None] | None = None,
+    ):
         self.contender = contender
         self.reached = {threshold: None for threshold in thresholds}
         self.best = None
         self.seconds = 0.0  # of its own turns, up to the current one
         self.outcome = None
-        self.output = open(contender.output_path, "w")
+        self.write_event = write_event
+        self.records_seen = 0
+        self.checkpoint = 0
+        self.resumes = []
+        self.logged_seconds = 0.0
+        if restored is not None:
+            self.seconds = restored["seconds"]
+            self.logged_seconds = self.seconds
+            self.checkpoint = restored["step"]
+            self.resumes = restored["resumes"]
+            for event in restored["validation"]:
+                self._note(event["validation"], event["seconds"])
+            # Records already written are the old ones, up to the
+            # checkpoint counted above, past it lost work.
+            self.records_seen = len(contender.read_records())
+        self.output = open(contender.output_path, "a")
         self.process = subprocess.Popen(
             list(contender.command),
             stdout=self.output,
@@ -91,24 +150,50 @@ class _Running:
 
     def check(self, seconds: float):
         """Notes the thresholds its records reach at `seconds` of its time."""
-        for record in self.contender.read_records():
-            value = float(record["negative_elbo"])
-            if self.best is None or value < self.best["negative_elbo"]:
-                self.best = {
-                    "negative_elbo": round(value, 3),
-                    "step": int(record["step"]),
-                    "minutes": round(seconds / 60.0, 2),
-                }
-            for threshold, reached in self.reached.items():
-                if reached is None and value <= threshold:
-                    self.reached[threshold] = {
-                        "minutes": round(seconds / 60.0, 2),
-                        "step": int(record["step"]),
-                        "epoch": record.get("epoch"),
-                        "negative_elbo": round(value, 3),
-                    }
+        records = self.contender.read_records()
+        for record in records[self.records_seen :]:
+            self._note(record, seconds)
+            self._write({"validation": record, "seconds": seconds})
+        self.records_seen = max(self.records_seen, len(records))
+        if self.contender.checkpoint_step is not None:
+            step = self.contender.checkpoint_step()
+            if step != self.checkpoint:
+                self.checkpoint = step
+                self._write({"checkpoint_step": step, "seconds": seconds})
+        if seconds - self.logged_seconds >= _HEARTBEAT_SECONDS:
+            self._write({"seconds": seconds})
 
-    def finish(self, outcome: str):
+    def _write(self, event: dict):
+        if self.write_event is not None:
+            self.write_event({"contender": self.contender.name, **event})
+            self.logged_seconds = event["seconds"]
+
+    def _note(self, record: dict, seconds: float):
+        """Takes one validation record seen at `seconds` of its time."""
+        value = float(record["negative_elbo"])
+        if self.best is None or value < self.best["negative_elbo"]:
+            self.best = {
+                "negative_elbo": round(value, 3),
+                "step": int(record["step"]),
+                "minutes": round(seconds / 60.0, 2),
+            }
+        for threshold, reached in self.reached.items():
+            if reached is None and value <= threshold:
+                self.reached[threshold] = {
+                    "minutes": round(seconds / 60.0, 2),
+                    "step": int(record["step"]),
+                    "epoch": record.get("epoch"),
+                    "negative_elbo": round(value, 3),
+                }
+
+    def finish(self, outcome: str, log_checkpoint: bool = True):
+        """Ends its process; a checkpoint it wrote meanwhile is logged.
+
+        Args:
+          outcome: for the report.
+          log_checkpoint: log a new checkpoint at the clock of its last look
+            (`self.seconds`, which the caller has brought up to date).
+        """
         self.outcome = outcome
         if self.process.poll() is None:
             self.signal(signal.SIGCONT)
@@ -119,6 +204,11 @@ class _Running:
                 self.signal(signal.SIGKILL)
                 self.process.wait()
         self.output.close()
+        if log_checkpoint and self.contender.checkpoint_step is not None:
+            step = self.contender.checkpoint_step()
+            if step != self.checkpoint:
+                self.checkpoint = step
+                self._write({"checkpoint_step": step, "seconds": self.seconds})
 
     def report(self) -> dict:
         return {
@@ -132,7 +222,104 @@ class _Running:
             "outcome": self.outcome,
             "exit_code": self.process.returncode,
             "output": self.contender.output_path,
+            "resumed": self.resumes,
         }
+
+
+def _restored_states(
+    contenders: Sequence[Contender], events: list[dict], clock_log: str
+) -> dict:
+    """Each contender's clock and records at its last checkpoint.
+
+    Args:
+      contenders: the race's trainers, as started the first time.
+      events: the clock log's lines so far.
+      clock_log: its path, for the messages.
+
+    Returns:
+      {name: {"step", "seconds", "validation": [{"validation", "seconds"}, ...]
+      (one per step up to "step", by step), "resumes": [{"from_step",
+      "minutes"}, ...] (this one last)}}.
+
+    Raises:
+      ResumeError: the log is of other commands, a contender cannot resume,
+        or its checkpoint was not seen by the race.
+    """
+    commands = {
+        event["contender"]: event["command"]
+        for event in events
+        if "command" in event
+    }
+    ours = {contender.name: list(contender.command) for contender in contenders}
+    if commands != ours:
+        raise ResumeError(
+            f"{clock_log} is the clock of a race of other commands "
+            f"({commands}); resume with the same flags, or start a new race."
+        )
+    states = {}
+    for contender in contenders:
+        name = contender.name
+        if contender.checkpoint_step is None:
+            raise ResumeError(
+                f"{name} keeps no checkpoints, so a race with it cannot "
+                "resume; start a new race."
+            )
+        step = contender.checkpoint_step()
+        mine = [event for event in events if event["contender"] == name]
+        seconds = 0.0
+        if step > 0:
+            seen = [
+                event["seconds"]
+                for event in mine
+                if event.get("checkpoint_step") == step
+            ]
+            logged = [event["seconds"] for event in mine if "seconds" in event]
+            checkpoints = [
+                event["checkpoint_step"]
+                for event in mine
+                if "checkpoint_step" in event
+            ]
+            if seen:
+                seconds = seen[-1]
+            elif logged and step > max(checkpoints, default=0):
+                # Written after the race's last look, just before it was
+                # stopped: its clock then, to a heartbeat.
+                seconds = max(logged)
+            else:
+                raise ResumeError(
+                    f"{name}'s checkpoint at step {step} is not in "
+                    f"{clock_log}: it was not written during this race."
+                )
+        by_step = {}  # the last time each step was seen: the surviving run
+        for event in mine:
+            record = event.get("validation")
+            if record is not None and int(record["step"]) <= step:
+                by_step[int(record["step"])] = event
+        resumes = [
+            {
+                "from_step": event["resumed_from_step"],
+                "minutes": round(event["seconds"] / 60.0, 2),
+            }
+            for event in mine
+            if "resumed_from_step" in event
+        ]
+        resumes.append({"from_step": step, "minutes": round(seconds / 60.0, 2)})
+        states[name] = {
+            "step": step,
+            "seconds": seconds,
+            "validation": [by_step[key] for key in sorted(by_step)],
+            "resumes": resumes,
+        }
+    return states
+
+
+def _open_clock_log(clock_log: str):
+    """The log opened to append, a partial last line (a kill) cut off."""
+    if os.path.exists(clock_log):
+        with open(clock_log, "rb+") as file:
+            content = file.read()
+            file.truncate(content.rfind(b"\n") + 1)
+    return open(clock_log, "a")
 
 
 def race(
@@ -143,6 +330,7 @@ def race(
     poll_seconds: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    clock_log: str | None = None,
 ) -> dict:
     """Runs the contenders in turns until each is done; see the module doc.
 
@@ -154,12 +342,19 @@ def race(
       poll_seconds: how often records are read.
       clock: seconds, monotonic (injectable for tests).
       sleep: waits the given seconds (injectable for tests).
+      clock_log: a JSON-lines file of the race's clock: a new race starts
+        it, a race started again with it resumes (see the module doc).
 
     Returns:
       {name: {"thresholds": {"100": {"minutes", "step", "epoch",
       "negative_elbo"} or None, ...}, "best_validation", "minutes" (its
       own time in all), "outcome" ("reached every threshold", "time
-      limit", "exited"), "exit_code", "command", "output"}}.
+      limit", "exited"), "exit_code", "command", "output", "resumed"
+      ([{"from_step", "minutes"}, ...], empty for a race run at once)}}.
+
+    Raises:
+      ValueError: bad arguments; ResumeError: a clock log this race cannot
+        resume from.
     """
     if not contenders:
         raise ValueError("race() needs at least one contender.")
@@ -167,10 +362,36 @@ def race(
         raise ValueError(
             "window_seconds, max_minutes and poll_seconds must be > 0."
         )
+    events = json_lines(clock_log) if clock_log else []
+    restored = _restored_states(contenders, events, clock_log) if events else {}
+    log_file = _open_clock_log(clock_log) if clock_log else None
+
+    def write_event(event: dict):
+        log_file.write(json.dumps(event) + "\n")
+        log_file.flush()
+
+    for contender in contenders if log_file else ():
+        if contender.name in restored:
+            state = restored[contender.name]
+            write_event(
+                {
+                    "contender": contender.name,
+                    "resumed_from_step": state["step"],
+                    "seconds": state["seconds"],
+                }
+            )
+        else:
+            command = list(contender.command)
+            write_event({"contender": contender.name, "command": command})
     running = []
     try:
         for contender in contenders:
-            entry = _Running(contender, thresholds)
+            entry = _Running(
+                contender,
+                thresholds,
+                restored=restored.get(contender.name),
+                write_event=write_event if log_file else None,
+            )
             if running:  # one at a time: the first has the first turn
                 entry.signal(signal.SIGSTOP)
             running.append(entry)
@@ -181,11 +402,12 @@ def race(
             now = clock()
             entry = running[current]
             own_seconds = entry.seconds + (now - turn_start)
+            exited = entry.process.poll() is not None  # then all is written
             entry.check(own_seconds)
             outcome = None
             if all(reached is not None for reached in entry.reached.values()):
                 outcome = "reached every threshold"
-            elif entry.process.poll() is not None:
+            elif exited:
                 outcome = "exited"
             elif own_seconds >= max_minutes * 60.0:
                 outcome = "time limit"
@@ -211,7 +433,9 @@ def race(
     finally:
         for entry in running:
             if entry.outcome is None:
-                entry.finish("interrupted")
+                entry.finish("interrupted", log_checkpoint=False)
+        if log_file:
+            log_file.close()
     return {entry.contender.name: entry.report() for entry in running}
 
 
