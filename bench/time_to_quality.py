@@ -33,6 +33,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPOSITORY)
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
 from bench import time_to_quality_lib  # noqa: E402
@@ -174,6 +175,12 @@ def write_peer_data(path: str, data_dir: str):
         )
 
 
+def checkpoint_step(directory: str) -> int:
+    """The step of train.py's latest checkpoint in `directory` (0: none)."""
+    path = tf.train.latest_checkpoint(directory)  # ".../ckpt-STEP"
+    return int(path.rsplit("-", 1)[1]) if path else 0
+
+
 def contenders(workdir: str) -> list:
     """draw_tf's main command and, with --peer_draw, the peer's trainer."""
     draw_workdir = os.path.join(workdir, "draw_tf")
@@ -196,10 +203,8 @@ def contenders(workdir: str) -> list:
                 validation, split="validation"
             ),
             output_path=os.path.join(workdir, "draw_tf.log"),
-            checkpoint_step=lambda: (
-                time_to_quality_lib.train_py_checkpoint_step(
-                    os.path.join(draw_workdir, "checkpoints")
-                )
+            checkpoint_step=lambda: checkpoint_step(
+                os.path.join(draw_workdir, "checkpoints")
             ),
         )
     ]

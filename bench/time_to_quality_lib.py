@@ -28,7 +28,6 @@ that resume from checkpoints (a `checkpoint_step`) can be resumed.
 import dataclasses
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -85,24 +84,6 @@ def json_lines(path: str, split: str | None = None) -> list[dict]:
     return records
 
 
-def train_py_checkpoint_step(directory: str) -> int:
-    """The step of train.py's latest checkpoint in `directory` (0: none).
-
-    Reads the `checkpoint` file that tf.train.CheckpointManager keeps
-    (`model_checkpoint_path: "ckpt-STEP"`; train.py numbers its
-    checkpoints by step); a file being written counts as none yet.
-    """
-    path = os.path.join(directory, "checkpoint")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as file:
-        for line in file:
-            match = re.match(r'model_checkpoint_path: ".*ckpt-(\d+)"', line)
-            if match:
-                return int(match.group(1))
-    return 0
-
-
 class _Running:
     """A contender's process, its own clock and what it has reached."""
 
@@ -110,8 +91,8 @@ class _Running:
         self,
         contender: Contender,
         thresholds: Sequence[float],
-        restored: dict | None = None,
-        write_event: Callable[[dict], None] | None = None,
+        restored: dict | None,
+        write_event: Callable[[dict], None],
     ):
         self.contender = contender
         self.reached = {threshold: None for threshold in thresholds}
@@ -155,18 +136,21 @@ class _Running:
             self._note(record, seconds)
             self._write({"validation": record, "seconds": seconds})
         self.records_seen = max(self.records_seen, len(records))
+        self._log_checkpoint(seconds)
+        if seconds - self.logged_seconds >= _HEARTBEAT_SECONDS:
+            self._write({"seconds": seconds})
+
+    def _log_checkpoint(self, seconds: float):
+        """Logs its trainer's checkpoint at `seconds` if it is a new one."""
         if self.contender.checkpoint_step is not None:
             step = self.contender.checkpoint_step()
             if step != self.checkpoint:
                 self.checkpoint = step
                 self._write({"checkpoint_step": step, "seconds": seconds})
-        if seconds - self.logged_seconds >= _HEARTBEAT_SECONDS:
-            self._write({"seconds": seconds})
 
     def _write(self, event: dict):
-        if self.write_event is not None:
-            self.write_event({"contender": self.contender.name, **event})
-            self.logged_seconds = event["seconds"]
+        self.write_event({"contender": self.contender.name, **event})
+        self.logged_seconds = event["seconds"]
 
     def _note(self, record: dict, seconds: float):
         """Takes one validation record seen at `seconds` of its time."""
@@ -204,11 +188,8 @@ class _Running:
                 self.signal(signal.SIGKILL)
                 self.process.wait()
         self.output.close()
-        if log_checkpoint and self.contender.checkpoint_step is not None:
-            step = self.contender.checkpoint_step()
-            if step != self.checkpoint:
-                self.checkpoint = step
-                self._write({"checkpoint_step": step, "seconds": self.seconds})
+        if log_checkpoint:
+            self._log_checkpoint(self.seconds)
 
     def report(self) -> dict:
         return {
@@ -268,20 +249,21 @@ def _restored_states(
         mine = [event for event in events if event["contender"] == name]
         seconds = 0.0
         if step > 0:
+            checkpoints = [
+                event for event in mine if "checkpoint_step" in event
+            ]
             seen = [
                 event["seconds"]
-                for event in mine
-                if event.get("checkpoint_step") == step
+                for event in checkpoints
+                if event["checkpoint_step"] == step
             ]
+            newest = max(
+                (event["checkpoint_step"] for event in checkpoints), default=0
+            )
             logged = [event["seconds"] for event in mine if "seconds" in event]
-            checkpoints = [
-                event["checkpoint_step"]
-                for event in mine
-                if "checkpoint_step" in event
-            ]
             if seen:
                 seconds = seen[-1]
-            elif logged and step > max(checkpoints, default=0):
+            elif logged and step > newest:
                 # Written after the race's last look, just before it was
                 # stopped: its clock then, to a heartbeat.
                 seconds = max(logged)
@@ -367,10 +349,11 @@ def race(
     log_file = _open_clock_log(clock_log) if clock_log else None
 
     def write_event(event: dict):
-        log_file.write(json.dumps(event) + "\n")
-        log_file.flush()
+        if log_file:
+            log_file.write(json.dumps(event) + "\n")
+            log_file.flush()
 
-    for contender in contenders if log_file else ():
+    for contender in contenders:
         if contender.name in restored:
             state = restored[contender.name]
             write_event(
@@ -390,7 +373,7 @@ def race(
                 contender,
                 thresholds,
                 restored=restored.get(contender.name),
-                write_event=write_event if log_file else None,
+                write_event=write_event,
             )
             if running:  # one at a time: the first has the first turn
                 entry.signal(signal.SIGSTOP)

@@ -343,16 +343,6 @@ def test_a_race_resumes_only_what_it_can(tmp_path):
         )
 
 
-def test_train_py_checkpoint_step(tmp_path):
-    assert time_to_quality_lib.train_py_checkpoint_step(str(tmp_path)) == 0
-    (tmp_path / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-13500"\n'
-        'all_model_checkpoint_paths: "ckpt-13000"\n'
-        'all_model_checkpoint_paths: "ckpt-13500"\n'
-    )
-    assert time_to_quality_lib.train_py_checkpoint_step(str(tmp_path)) == 13500
-
-
 def _binary(*arguments, timeout=300):
     return subprocess.run(
         [
@@ -393,6 +383,14 @@ def test_binary_times_train_py_alone(tmp_path):
     # The same command again resumes the race: from train.py's last
     # checkpoint (none, step 20's, or step 40's: where the trainer was when
     # it was stopped), the threshold kept or reached again.
+    checkpoints = tmp_path / "race" / "draw_tf" / "checkpoints"
+    last_checkpoint = max(
+        [0]
+        + [
+            int(name.name[len("ckpt-") : -len(".index")])
+            for name in checkpoints.glob("ckpt-*.index")
+        ]
+    )
     result = _binary(*arguments)
     assert result.returncode == 0, result.stderr[-2000:]
     draw = json.loads(output.read_text())["results"]["draw_tf"]
@@ -403,6 +401,7 @@ def test_binary_times_train_py_alone(tmp_path):
         [20],
         [40],
     )
+    assert draw["resumed"][0]["from_step"] == last_checkpoint
 
 
 def _processes_mentioning(text: str) -> list[int]:
