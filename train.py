@@ -242,6 +242,15 @@ flags.DEFINE_string(
     "draw_tf.pretrained.names()) instead of the workdir's checkpoints; its "
     "training flags are the defaults, flags given here override them.",
 )
+flags.DEFINE_string(
+    "init_from",
+    _DEFAULTS.init_from,
+    "With --mode=train in a new workdir: start from these weights instead "
+    "of a random init: a shipped model's name (draw_tf.pretrained.names()) "
+    "or a workdir (its best checkpoint, else its latest). The optimizer "
+    "and the step start afresh; the source is recorded in "
+    "<workdir>/init_from.json. Ignored when the workdir has a checkpoint.",
+)
 
 
 def _config_values() -> dict:

@@ -107,6 +107,7 @@ class TrainConfig:
     num_cpu_devices: int = 0
     num_pictures: int = 16
     pretrained: str = ""
+    init_from: str = ""
 
     def validate(self) -> "TrainConfig":
         """Checks every field; raises ConfigError naming the bad flag."""
@@ -218,6 +219,11 @@ class TrainConfig:
             raise ConfigError(
                 f"--pretrained={self.pretrained} evaluates or draws a shipped "
                 "model; add --mode=evaluate or --mode=draw."
+            )
+        if self.init_from and self.mode != "train":
+            raise ConfigError(
+                f"--init_from={self.init_from} starts training from other "
+                "weights; it needs --mode=train."
             )
         if self.mode == "train" and self.num_epochs == 0 == self.train_steps:
             raise ConfigError(
@@ -341,7 +347,9 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
+def check_workdir_architecture(
+    config: TrainConfig, image_shape, flag: str = "workdir"
+) -> None:
     """Writes or compares `<workdir>/config.json`.
 
     A new workdir gets the config. A workdir that has one must hold a model
@@ -369,7 +377,7 @@ def check_workdir_architecture(config: TrainConfig, image_shape) -> None:
         ]
         if differences:
             raise ConfigError(
-                f"--workdir={config.workdir} holds a model of another "
+                f"--{flag}={config.workdir} holds a model of another "
                 f"architecture ({'; '.join(differences)}); use a new workdir "
                 "or the same model flags."
             )

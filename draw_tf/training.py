@@ -22,6 +22,7 @@ sliced by replica id from the same global batch, so the update does not
 depend on the number of replicas.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -281,12 +282,20 @@ class Experiment:
           ConfigError: if the name is unknown or its architecture is not
             this run's.
         """
+        shipped = self._load_shipped_weights(name, "pretrained")
+        self.step.assign(shipped["steps"])
+        logging.info(
+            "Using pretrained model %s (step %d).", name, shipped["steps"]
+        )
+
+    def _load_shipped_weights(self, name: str, flag: str) -> dict:
+        """Loads shipped model `name`'s weights; returns its record."""
         from draw_tf import pretrained  # the shipped files, on demand
 
         try:
             shipped = pretrained.record(name)
         except pretrained.UnknownModelError as error:
-            raise ConfigError(f"--pretrained: {error}") from None
+            raise ConfigError(f"--{flag}: {error}") from None
         ours = dict(
             self.config.architecture(),
             image_shape=[int(size) for size in self.splits.image_shape],
@@ -300,16 +309,101 @@ class Experiment:
                 for key, value in ours.items()
                 if theirs.get(key) != value
             )
+            hint = (
+                "drop the model flags to use its own"
+                if flag == "pretrained"
+                else "use its model flags"
+            )
             raise ConfigError(
-                f"--pretrained={name} is another model than the flags ask "
-                f"for ({differences}); drop the model flags to use its own."
+                f"--{flag}={name} is another model than the flags ask "
+                f"for ({differences}); {hint}."
             )
         self.model.load_weights(
             os.path.join(pretrained.path(name), pretrained.WEIGHTS_FILE)
         )
-        self.step.assign(shipped["steps"])
-        logging.info(
-            "Using pretrained model %s (step %d).", name, shipped["steps"]
+        return shipped
+
+    def initialize_from(self, source: str) -> dict:
+        """Loads starting weights for a new run (`--init_from`).
+
+        Args:
+          source: a shipped model's name, or a workdir (its best
+            checkpoint, else its latest, else the best weights `fit()`
+            wrote).
+
+        Returns:
+          What was loaded, also written to `<workdir>/init_from.json`.
+
+        Raises:
+          ConfigError: if the source is neither, or holds another model.
+        """
+        from draw_tf import pretrained
+
+        if source in pretrained.names():
+            shipped = self._load_shipped_weights(source, "init_from")
+            origin = dict(
+                kind="pretrained",
+                name=source,
+                steps=shipped["steps"],
+                test=shipped.get("test"),
+            )
+        elif os.path.isdir(source):
+            origin = self._load_workdir_weights(source)
+        else:
+            raise ConfigError(
+                f"--init_from={source} is neither a shipped model "
+                f"({', '.join(pretrained.names())}) nor a workdir."
+            )
+        origin["unix_time"] = round(time.time())
+        if self.is_chief:
+            path = os.path.join(self.config.workdir, "init_from.json")
+            with open(path, "w") as file:
+                json.dump(origin, file, indent=2, sort_keys=True)
+        logging.info("Initialized the weights from %s.", origin)
+        return origin
+
+    def _load_workdir_weights(self, workdir: str) -> dict:
+        """Loads the model weights of another workdir's checkpoint."""
+        from draw_tf import keras_training
+
+        source_config = os.path.join(workdir, "config.json")
+        if not os.path.exists(source_config):
+            raise ConfigError(
+                f"--init_from={workdir} has no config.json; expected a "
+                "workdir that train.py wrote, or a shipped model's name."
+            )
+        check_workdir_architecture(
+            dataclasses.replace(self.config, workdir=workdir),
+            [int(size) for size in self.splits.image_shape],
+            flag="init_from",
+        )
+        for name in ("best", "checkpoints"):
+            path = tf.train.latest_checkpoint(os.path.join(workdir, name))
+            if path:
+                model_only = tf.train.Checkpoint(model=self.model)
+                model_only.restore(path).expect_partial()
+                step = tf.train.load_checkpoint(path).get_tensor(
+                    "step/.ATTRIBUTES/VARIABLE_VALUE"
+                )
+                return dict(
+                    kind="workdir",
+                    workdir=os.path.abspath(workdir),
+                    checkpoint=os.path.relpath(path, workdir),
+                    steps=int(step),
+                )
+        path = os.path.join(workdir, keras_training.BEST_WEIGHTS)
+        if os.path.exists(path):
+            self.model.load_weights(path)
+            with open(os.path.join(workdir, keras_training.BEST_STATE)) as file:
+                step = int(json.load(file)["step"])
+            return dict(
+                kind="workdir",
+                workdir=os.path.abspath(workdir),
+                checkpoint=keras_training.BEST_WEIGHTS,
+                steps=step,
+            )
+        raise ConfigError(
+            f"--init_from={workdir} has no checkpoint; train it first."
         )
 
     def train(self) -> None:
@@ -321,6 +415,8 @@ class Experiment:
         """
         config = self.config
         restored = self.restore()
+        if not restored and config.init_from:
+            self.initialize_from(config.init_from)
         best_path = tf.train.latest_checkpoint(
             os.path.join(config.workdir, "best")
         )
