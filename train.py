@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags, logging  # noqa: E402
 
-from draw_tf import backend, cli  # noqa: E402
+from draw_tf import backend, cli, errors  # noqa: E402
 from draw_tf import config as config_lib  # noqa: E402
 
 _DEFAULTS = config_lib.TrainConfig(workdir="")
@@ -291,6 +291,8 @@ def main(argv):
             run_with_keras(config)
     except config_lib.ConfigError as error:
         cli.fail("train.py", error)
+    except errors.TrainingDivergedError as error:
+        cli.fail("train.py", error, status=1)
 
 
 def run_with_tensorflow(config):
@@ -300,21 +302,17 @@ def run_with_tensorflow(config):
     # Logical devices must exist before TensorFlow runs anything.
     if not os.environ.get("TF_CONFIG"):
         distribution.configure_cpu_devices(config.num_cpu_devices)
-    try:
-        training.run(config)
-    except training.TrainingDivergedError as error:
-        cli.fail("train.py", error, status=1)
+    training.run(config)
 
 
 def run_with_keras(config):
     """draw_tf.keras_training: fit() on the backend Keras runs on."""
-    from draw_tf import keras_training
+    from draw_tf import keras_training, startup
+
+    startup.keep_tensorflow_unimported()
 
     logging.info("Keras backend %s: training with fit().", backend.name())
-    try:
-        keras_training.run(config)
-    except keras_training.TrainingDivergedError as error:
-        cli.fail("train.py", error, status=1)
+    keras_training.run(config)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def measure(args) -> dict:
     import draw_tf
 
     attention = not args.no_attention
-    keras.utils.set_random_seed(0)
+    draw_tf.backend.set_random_seed(0)
     model = draw_tf.DrawModel(
         (args.image_size, args.image_size, 1),
         num_steps=args.num_steps,

@@ -40,6 +40,7 @@ from bench import time_to_quality_lib  # noqa: E402
 from draw_tf import cli, machine  # noqa: E402
 from draw_tf import config as config_lib  # noqa: E402
 from draw_tf import data as data_lib  # noqa: E402
+from draw_tf import workdir as workdir_layout  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string(
     "workdir",
@@ -194,7 +195,7 @@ def contenders(workdir: str) -> list:
         *([f"--data_dir={_DATA_DIR.value}"] if _DATA_DIR.value else []),
         *_TRAIN_FLAGS.value,
     ]
-    validation = os.path.join(draw_workdir, "eval", "validation.jsonl")
+    validation = workdir_layout.path(draw_workdir, workdir_layout.VALIDATION)
     racing = [
         time_to_quality_lib.Contender(
             name="draw_tf",
@@ -204,7 +205,7 @@ def contenders(workdir: str) -> list:
             ),
             output_path=os.path.join(workdir, "draw_tf.log"),
             checkpoint_step=lambda: checkpoint_step(
-                os.path.join(draw_workdir, "checkpoints")
+                workdir_layout.path(draw_workdir, workdir_layout.CHECKPOINTS)
             ),
         )
     ]

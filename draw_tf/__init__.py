@@ -21,6 +21,8 @@ The public API, re-exported flat:
 
 from draw_tf import startup
 
+# `pip install draw_tf[jax]`: no TensorFlow, so JAX unless told otherwise.
+startup.default_to_an_installed_backend()
 # Keras imports TensorFlow when it is the backend: quietly, before anything.
 startup.quiet_import("keras")
 

@@ -25,3 +25,28 @@ def name() -> str:
 def is_tensorflow() -> bool:
     """Whether Keras runs on TensorFlow."""
     return name() == "tensorflow"
+
+
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed`, without importing TensorFlow off it.
+
+    Keras's own seeds TensorFlow too whenever TensorFlow is installed,
+    importing it (seconds, and its start-up lines) on JAX where nothing
+    of it is used. Off TensorFlow this sets what it sets for the running
+    backend: Python's and NumPy's seeds and Keras's global seed generator.
+    """
+    if is_tensorflow():
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+
+    global_state.set_global_attribute("global_random_seed", seed)
+    global_state.set_global_attribute(
+        seed_generator.GLOBAL_SEED_GENERATOR, None
+    )
+    random.seed(seed)
+    np.random.seed(seed)

@@ -10,6 +10,8 @@ import json
 import math
 import os
 
+from draw_tf import workdir as workdir_layout
+
 DATASETS = (
     "mnist",
     "fashion_mnist",
@@ -359,7 +361,7 @@ def check_workdir_architecture(
     Raises:
       ConfigError: if the workdir holds another architecture.
     """
-    path = os.path.join(config.workdir, "config.json")
+    path = os.path.join(config.workdir, workdir_layout.CONFIG)
     current = dict(config.architecture(), image_shape=list(image_shape))
     if os.path.exists(path):
         try:

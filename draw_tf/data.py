@@ -40,6 +40,8 @@ replicas share it.
 import dataclasses
 import gzip
 import os
+import socket
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -239,16 +241,9 @@ def load_splits(config: TrainConfig) -> Splits:
         if config.resample_composites:  # training digits stay digits
             splits_composed = ("validation", "test")
         for split in splits_composed:
-            index = ("train", "validation", "test").index(split)
-            images[split], labels[split] = _composite(
-                config, images[split], labels[split], seed=index
+            images[split], labels[split] = composite_split(
+                config, split, images[split], labels[split]
             )
-            if config.binarization != "none" and not (
-                dynamic and split == "train"
-            ):
-                images[split] = binarize(
-                    images[split], [STATIC_BINARIZATION_SEED, 10 + index]
-                )
     else:
         static_train = train
         if config.binarization != "none":
@@ -341,6 +336,51 @@ def _read_local_split(config: TrainConfig, split: str):
     return images[..., np.newaxis], labels
 
 
+def composite_split(config: TrainConfig, split: str, digits, labels):
+    """The evaluation images of a composite dataset, from a split's digits.
+
+    Args:
+      config: its dataset is two_digit_mnist or cluttered_mnist.
+      split: "train", "validation" or "test" (each its own seeds).
+      digits: uint8 [n, 28, 28, 1] MNIST digits of that split.
+      labels: int [n] or None.
+
+    Returns:
+      (uint8 [n, size, size, 1] composites, binarized statically unless
+      --binarization=none or a dynamic training split; labels [n] of
+      cluttered MNIST, else None).
+    """
+    index = ("train", "validation", "test").index(split)
+    images, labels = _composite(config, digits, labels, seed=index)
+    dynamic_training = config.binarization == "dynamic" and split == "train"
+    if config.binarization != "none" and not dynamic_training:
+        images = binarize(images, [STATIC_BINARIZATION_SEED, 10 + index])
+    return images, labels
+
+
+def static_test_images(config: TrainConfig, digits, labels):
+    """The test images of an MNIST-based dataset, from test-file digits.
+
+    What `load_splits` evaluates on, built from the first digits of the
+    MNIST test file (e.g. `draw_tf.mnist_sample`): the binarization of
+    plain MNIST draws pixel by pixel in file order, so the first n digits
+    binarize as in the whole file.
+
+    Args:
+      config: its dataset is one of MNIST_BASED_DATASETS.
+      digits: uint8 [n, 28, 28, 1] the first n test-file digits.
+      labels: int [n].
+
+    Returns:
+      (uint8 [m, H, W, 1] images, their labels or None).
+    """
+    if config.dataset in COMPOSITE_DATASETS:
+        return composite_split(config, "test", digits, labels)
+    if config.binarization != "none":
+        digits = binarize(digits, [STATIC_BINARIZATION_SEED, 1])
+    return digits, labels
+
+
 def _composite(config: TrainConfig, digits, labels, seed: int):
     """Two-digit or cluttered MNIST built from one split's digits."""
     digits = digits[..., 0]
@@ -391,6 +431,31 @@ def _synthetic(config: TrainConfig):
     return arrays
 
 
+# Where TFDS downloads MNIST and the other sets from.
+TFDS_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+
+
+def download_host_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to TFDS's download host opens in `timeout`.
+
+    Name resolution included: the probe runs in a daemon thread, so a
+    machine without a network answers within `timeout` seconds.
+    """
+    outcome = []
+
+    def probe():
+        try:
+            socket.create_connection(TFDS_DOWNLOAD_HOST, timeout).close()
+            outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(outcome and outcome[0])
+
+
 def _load_tfds(config: TrainConfig):
     try:
         import tensorflow_datasets as tfds  # Slow to import; only when used.
@@ -416,6 +481,13 @@ def _load_tfds(config: TrainConfig):
     try:
         builder = tfds.builder(name, data_dir=config.tfds_data_dir or None)
         if not builder.is_prepared():
+            if not download_host_reachable():
+                # Offline: fail now, not after minutes of TFDS's retries.
+                raise ConnectionError(
+                    f"{name} is not prepared in {builder.data_dir} and "
+                    f"{TFDS_DOWNLOAD_HOST[0]} cannot be reached to "
+                    "download it"
+                )
             logging.info(
                 "Downloading %s with TFDS into %s (offline, pass --data_dir "
                 "with MNIST-format idx files instead).",

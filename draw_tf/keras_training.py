@@ -42,22 +42,27 @@ import keras
 import numpy as np
 from absl import logging
 
-from draw_tf import backend, losses, machine, pictures, schedules
+from draw_tf import (
+    backend,
+    losses,
+    machine,
+    pictures,
+    schedules,
+    warm_start,
+    workdir,
+)
 from draw_tf import data as data_lib
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
+from draw_tf.errors import TrainingDivergedError
 from draw_tf.model import DrawModel
 
-CHECKPOINTS = "keras_checkpoints"
-BEST_WEIGHTS = os.path.join("best", "model.weights.h5")
-BEST_STATE = os.path.join("best", "state.json")
+CHECKPOINTS = workdir.KERAS_CHECKPOINTS
+BEST_WEIGHTS = workdir.KERAS_BEST_WEIGHTS
+BEST_STATE = workdir.KERAS_BEST_STATE
 _KEEP_CHECKPOINTS = 3
 # Streams of the (seed, stream, ...) random numbers.
 _ORDER_STREAM, _BINARIZATION_STREAM, _NOISE_STREAM = 1, 2, 3
 _COMPOSITE_STREAM = 4
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or the weights became NaN or infinite."""
 
 
 def run(config: TrainConfig) -> dict:
@@ -85,7 +90,7 @@ def run(config: TrainConfig) -> dict:
     config.check_image_shape(splits.image_shape)
     config.check_fits_in_memory(splits.image_shape)
     check_workdir_architecture(config, splits.image_shape)
-    _distribute()
+    distribute()
     trainer = KerasTrainer(config, splits)
     if config.mode == "train":
         trainer.train()
@@ -105,7 +110,7 @@ def run(config: TrainConfig) -> dict:
     return trainer.draw()
 
 
-def _distribute() -> None:
+def distribute() -> None:
     """Data parallelism over every accelerator JAX sees, if several."""
     if backend.name() != "jax":
         return
@@ -173,7 +178,7 @@ class KerasTrainer:
         self.step = 0
         self.best_validation = math.inf
         self.train_seconds = 0.0
-        keras.utils.set_random_seed(config.seed)
+        backend.set_random_seed(config.seed)
         self.model = DrawModel(
             **config.model_kwargs(splits.image_shape), name="draw"
         )
@@ -210,7 +215,7 @@ class KerasTrainer:
 
     def restore(self) -> str | None:
         """Restores the latest checkpoint (model and optimizer), if any."""
-        state_path = self._path(CHECKPOINTS, "state.json")
+        state_path = self._path(workdir.KERAS_STATE)
         if not os.path.exists(state_path):
             return None
         with open(state_path) as file:
@@ -249,15 +254,14 @@ class KerasTrainer:
         return self.restore()
 
     def load_pretrained(self, name: str) -> None:
-        """Loads a shipped model's weights (`draw_tf.pretrained`)."""
-        from draw_tf import pretrained
+        """Loads a shipped model's weights (`draw_tf.pretrained`).
 
-        try:
-            record = pretrained.record(name)
-        except pretrained.UnknownModelError as error:
-            raise ConfigError(f"--pretrained: {error}") from None
-        self.model.load_weights(
-            os.path.join(pretrained.path(name), pretrained.WEIGHTS_FILE)
+        Raises:
+          ConfigError: if the name is unknown or its architecture is not
+            this run's.
+        """
+        record = warm_start.load_shipped(
+            self.model, self.config, self.splits.image_shape, name, "pretrained"
         )
         self.step = int(record["steps"])
 
@@ -270,6 +274,11 @@ class KerasTrainer:
         """
         config = self.config
         restored = self.restore()
+        if not restored and config.init_from:
+            origin = warm_start.initialize(
+                self.model, config, self.splits.image_shape
+            )
+            logging.info("Initialized the weights from %s.", origin)
         total = self.total_steps
         self._record_machine()
         logging.info(
@@ -342,12 +351,12 @@ class KerasTrainer:
             ),
         )
         _append_line(
-            self._path("eval", "validation.jsonl"),
+            self._path(workdir.VALIDATION),
             dict(results, epoch=round(self.step / self.steps_per_epoch, 3)),
         )
         if results["negative_elbo"] < self.best_validation:
             self.best_validation = results["negative_elbo"]
-            os.makedirs(self._path("best"), exist_ok=True)
+            os.makedirs(self._path(workdir.BEST), exist_ok=True)
             _replace(
                 self._path(BEST_WEIGHTS), self.model.save_weights, ".weights.h5"
             )
@@ -386,7 +395,7 @@ class KerasTrainer:
             "unix_time": int(time.time()),
             **description,
         }
-        _append_line(self._path("machines.jsonl"), record)
+        _append_line(self._path(workdir.MACHINES), record)
 
     def evaluate_split(self, images: np.ndarray, importance_samples=0) -> dict:
         """The bounds of uint8 images [n, H, W, C], nats per image.
@@ -439,7 +448,7 @@ class KerasTrainer:
             self.splits.test, self.config.importance_samples
         )
         results.update(split="test", step=self.step, backend=backend.name())
-        _write_json(self._path("eval", "test.json"), results)
+        _write_json(self._path(workdir.TEST), results)
         print(json.dumps(results, sort_keys=True), flush=True)
         return results
 
@@ -463,7 +472,7 @@ class KerasTrainer:
         paths = pictures.save_run_pictures(
             generated,
             reconstructed,
-            self._path("pictures"),
+            self._path(workdir.PICTURES),
             read_size=model.cell.read_glimpse_size,
             write_size=model.cell.write_patch_size,
         )

@@ -75,3 +75,61 @@ def quiet_import(name: str):
             if kept:
                 print("\n".join(kept), file=sys.stderr, flush=True)
     return module
+
+
+def keep_tensorflow_unimported() -> None:
+    """For a binary off TensorFlow: Keras does not import it behind its back.
+
+    Keras imports TensorFlow whenever it is installed, on any backend, to
+    ask `isinstance(x, tf.TensorShape)` while serializing or to seed it:
+    seconds of start-up and TensorFlow's probe lines in a JAX run that
+    uses nothing of it. A binary that knows it will not use TensorFlow
+    (train.py on JAX) calls this first; Keras then takes TensorFlow as
+    absent, as on a machine without it. Nothing changes where TensorFlow
+    is imported already. Also quiets JAX's own start-up line about
+    absent TPU libraries, unless `DRAW_TF_VERBOSE_STARTUP` is set.
+    """
+    if _verbose():
+        return
+    import logging
+
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    if "tensorflow" in sys.modules:
+        return
+    from keras.src.utils import module_utils
+
+    module_utils.tensorflow._available = False
+
+
+def default_to_an_installed_backend() -> None:
+    """JAX as Keras's backend where TensorFlow is not installed.
+
+    Keras defaults to TensorFlow (and writes that default into
+    `~/.keras/keras.json` the first time it runs) and then fails to import
+    without it; after `pip install draw_tf[jax]` a user expects
+    `import draw_tf` to work. So when `KERAS_BACKEND` is not set, the
+    backend Keras would take is TensorFlow, TensorFlow is not installed
+    and JAX is, this sets `KERAS_BACKEND=jax`. Nothing changes when Keras
+    is imported already, or when `KERAS_BACKEND` or keras.json names
+    another backend.
+    """
+    import importlib.util
+    import json
+
+    if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:
+        return
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~"), ".keras"
+    )
+    configured = "tensorflow"
+    try:
+        with open(os.path.join(keras_home, "keras.json")) as file:
+            configured = json.load(file).get("backend", configured)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if configured != "tensorflow":
+        return
+    if importlib.util.find_spec("tensorflow") is not None:
+        return
+    if importlib.util.find_spec("jax") is not None:
+        os.environ["KERAS_BACKEND"] = "jax"

@@ -22,7 +22,6 @@ sliced by replica id from the same global batch, so the update does not
 depend on the number of replicas.
 """
 
-import dataclasses
 import json
 import math
 import os
@@ -42,14 +41,13 @@ from draw_tf import (
     machine,
     pictures,
     schedules,
+    warm_start,
+    workdir,
 )
 from draw_tf.classifier import DrawClassifier, classification_terms
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
+from draw_tf.errors import TrainingDivergedError
 from draw_tf.model import DrawModel
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; training stopped."""
 
 
 def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None):
@@ -142,9 +140,9 @@ class Experiment:
             name: tf.train.CheckpointManager(
                 self.checkpoint,
                 self._checkpoint_dir(name),
-                max_to_keep=3 if name == "checkpoints" else 1,
+                max_to_keep=3 if name == workdir.CHECKPOINTS else 1,
             )
-            for name in ("checkpoints", "best")
+            for name in (workdir.CHECKPOINTS, workdir.BEST)
         }
         if self.classify:
             self.evaluator = evaluation.ClassifierEvaluator(
@@ -185,7 +183,7 @@ class Experiment:
             )
         if self.is_chief:
             self.writer = tf.summary.create_file_writer(
-                os.path.join(config.workdir, "tensorboard")
+                workdir.path(config.workdir, workdir.TENSORBOARD)
             )
         else:
             self.writer = tf.summary.create_noop_writer()
@@ -226,7 +224,7 @@ class Experiment:
         """The rate of the update that takes training from `step` to +1."""
         return float(self.learning_rate_schedule(step))
 
-    def restore(self, manager_name: str = "checkpoints") -> str | None:
+    def restore(self, manager_name: str = workdir.CHECKPOINTS) -> str | None:
         """Restores the newest checkpoint of a manager, if there is one."""
         # The chief's directory, on every worker.
         path = tf.train.latest_checkpoint(
@@ -252,8 +250,8 @@ class Experiment:
         checkpoint; its best weights are used.
         """
         path = (
-            self.restore("best")
-            or self.restore("checkpoints")
+            self.restore(workdir.BEST)
+            or self.restore(workdir.CHECKPOINTS)
             or self._load_keras_best()
         )
         if path:
@@ -264,13 +262,11 @@ class Experiment:
 
     def _load_keras_best(self) -> str | None:
         """The best weights of a workdir `draw_tf.keras_training` wrote."""
-        from draw_tf import keras_training
-
-        path = os.path.join(self.config.workdir, keras_training.BEST_WEIGHTS)
+        path = workdir.path(self.config.workdir, workdir.KERAS_BEST_WEIGHTS)
         if not os.path.exists(path):
             return None
         self.model.load_weights(path)
-        state = os.path.join(self.config.workdir, keras_training.BEST_STATE)
+        state = workdir.path(self.config.workdir, workdir.KERAS_BEST_STATE)
         with open(state) as file:
             self.step.assign(int(json.load(file)["step"]))
         return path
@@ -282,128 +278,12 @@ class Experiment:
           ConfigError: if the name is unknown or its architecture is not
             this run's.
         """
-        shipped = self._load_shipped_weights(name, "pretrained")
+        shipped = warm_start.load_shipped(
+            self.model, self.config, self.splits.image_shape, name, "pretrained"
+        )
         self.step.assign(shipped["steps"])
         logging.info(
             "Using pretrained model %s (step %d).", name, shipped["steps"]
-        )
-
-    def _load_shipped_weights(self, name: str, flag: str) -> dict:
-        """Loads shipped model `name`'s weights; returns its record."""
-        from draw_tf import pretrained  # the shipped files, on demand
-
-        try:
-            shipped = pretrained.record(name)
-        except pretrained.UnknownModelError as error:
-            raise ConfigError(f"--{flag}: {error}") from None
-        ours = dict(
-            self.config.architecture(),
-            image_shape=[int(size) for size in self.splits.image_shape],
-        )
-        theirs = dict(
-            shipped["architecture"], image_shape=shipped["image_shape"]
-        )
-        if ours != theirs:
-            differences = "; ".join(
-                f"{key}={theirs.get(key)!r} shipped, {value!r} asked"
-                for key, value in ours.items()
-                if theirs.get(key) != value
-            )
-            hint = (
-                "drop the model flags to use its own"
-                if flag == "pretrained"
-                else "use its model flags"
-            )
-            raise ConfigError(
-                f"--{flag}={name} is another model than the flags ask "
-                f"for ({differences}); {hint}."
-            )
-        self.model.load_weights(
-            os.path.join(pretrained.path(name), pretrained.WEIGHTS_FILE)
-        )
-        return shipped
-
-    def initialize_from(self, source: str) -> dict:
-        """Loads starting weights for a new run (`--init_from`).
-
-        Args:
-          source: a shipped model's name, or a workdir (its best
-            checkpoint, else its latest, else the best weights `fit()`
-            wrote).
-
-        Returns:
-          What was loaded, also written to `<workdir>/init_from.json`.
-
-        Raises:
-          ConfigError: if the source is neither, or holds another model.
-        """
-        from draw_tf import pretrained
-
-        if source in pretrained.names():
-            shipped = self._load_shipped_weights(source, "init_from")
-            origin = dict(
-                kind="pretrained",
-                name=source,
-                steps=shipped["steps"],
-                test=shipped.get("test"),
-            )
-        elif os.path.isdir(source):
-            origin = self._load_workdir_weights(source)
-        else:
-            raise ConfigError(
-                f"--init_from={source} is neither a shipped model "
-                f"({', '.join(pretrained.names())}) nor a workdir."
-            )
-        origin["unix_time"] = round(time.time())
-        if self.is_chief:
-            path = os.path.join(self.config.workdir, "init_from.json")
-            with open(path, "w") as file:
-                json.dump(origin, file, indent=2, sort_keys=True)
-        logging.info("Initialized the weights from %s.", origin)
-        return origin
-
-    def _load_workdir_weights(self, workdir: str) -> dict:
-        """Loads the model weights of another workdir's checkpoint."""
-        from draw_tf import keras_training
-
-        source_config = os.path.join(workdir, "config.json")
-        if not os.path.exists(source_config):
-            raise ConfigError(
-                f"--init_from={workdir} has no config.json; expected a "
-                "workdir that train.py wrote, or a shipped model's name."
-            )
-        check_workdir_architecture(
-            dataclasses.replace(self.config, workdir=workdir),
-            [int(size) for size in self.splits.image_shape],
-            flag="init_from",
-        )
-        for name in ("best", "checkpoints"):
-            path = tf.train.latest_checkpoint(os.path.join(workdir, name))
-            if path:
-                model_only = tf.train.Checkpoint(model=self.model)
-                model_only.restore(path).expect_partial()
-                step = tf.train.load_checkpoint(path).get_tensor(
-                    "step/.ATTRIBUTES/VARIABLE_VALUE"
-                )
-                return dict(
-                    kind="workdir",
-                    workdir=os.path.abspath(workdir),
-                    checkpoint=os.path.relpath(path, workdir),
-                    steps=int(step),
-                )
-        path = os.path.join(workdir, keras_training.BEST_WEIGHTS)
-        if os.path.exists(path):
-            self.model.load_weights(path)
-            with open(os.path.join(workdir, keras_training.BEST_STATE)) as file:
-                step = int(json.load(file)["step"])
-            return dict(
-                kind="workdir",
-                workdir=os.path.abspath(workdir),
-                checkpoint=keras_training.BEST_WEIGHTS,
-                steps=step,
-            )
-        raise ConfigError(
-            f"--init_from={workdir} has no checkpoint; train it first."
         )
 
     def train(self) -> None:
@@ -416,9 +296,12 @@ class Experiment:
         config = self.config
         restored = self.restore()
         if not restored and config.init_from:
-            self.initialize_from(config.init_from)
+            origin = warm_start.initialize(
+                self.model, config, self.splits.image_shape
+            )
+            logging.info("Initialized the weights from %s.", origin)
         best_path = tf.train.latest_checkpoint(
-            os.path.join(config.workdir, "best")
+            workdir.path(config.workdir, workdir.BEST)
         )
         if best_path:
             # The best value lives with the best checkpoint; the latest
@@ -456,7 +339,7 @@ class Experiment:
             step = int(batch["step"]) + 1
             loss = float(metrics[self.loss_key])
             if not math.isfinite(loss):
-                latest = self.managers["checkpoints"].latest_checkpoint
+                latest = self.managers[workdir.CHECKPOINTS].latest_checkpoint
                 raise TrainingDivergedError(
                     f"The loss became {loss} at step {step}; training "
                     f"stopped. The last good checkpoint ({latest or 'none'}) "
@@ -474,7 +357,7 @@ class Experiment:
                 self._validate(step)
                 interval_start = time.perf_counter()  # rates count training
             if step % config.checkpoint_every_steps == 0 or step == total:
-                self._save("checkpoints", step)
+                self._save(workdir.CHECKPOINTS, step)
                 interval_start = time.perf_counter()
         if start >= total:
             logging.info("Already trained to step %d.", total)
@@ -493,7 +376,7 @@ class Experiment:
             unix_time=round(time.time()),
             replicas=self.strategy.num_replicas_in_sync,
         )
-        path = os.path.join(self.config.workdir, "machines.jsonl")
+        path = workdir.path(self.config.workdir, workdir.MACHINES)
         with open(path, "a") as file:
             file.write(json.dumps(entry, sort_keys=True) + "\n")
 
@@ -520,7 +403,7 @@ class Experiment:
         )
         results.update(split="test", step=int(self.step.numpy()))
         if self.is_chief:
-            path = os.path.join(self.config.workdir, "eval", "test.json")
+            path = workdir.path(self.config.workdir, workdir.TEST)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w") as file:
                 json.dump(results, file, indent=2, sort_keys=True)
@@ -549,7 +432,7 @@ class Experiment:
         """Writes the sample grid and the step-by-step canvas pictures."""
         config, model = self.config, self.model
         count = config.num_pictures
-        directory = os.path.join(config.workdir, "pictures")
+        directory = workdir.path(config.workdir, workdir.PICTURES)
         if not (self.is_chief and count):
             return {}
         if self.classify:
@@ -714,14 +597,14 @@ class Experiment:
                 samples = self._generate(16, seed=tf.constant([0, 0], tf.int64))
                 tf.summary.image("samples", samples["images"], max_outputs=16)
         if self.is_chief:
-            path = os.path.join(self.config.workdir, "eval", "validation.jsonl")
+            path = workdir.path(self.config.workdir, workdir.VALIDATION)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             line = dict(results, epoch=round(step / self.steps_per_epoch, 3))
             with open(path, "a") as file:
                 file.write(json.dumps(line, sort_keys=True) + "\n")
         if results[self.selection_key] < self.best_validation.numpy():
             self.best_validation.assign(results[self.selection_key])
-            self._save("best", step)
+            self._save(workdir.BEST, step)
 
     def _checkpoint_dir(self, name: str) -> str:
         if self.is_chief:
@@ -737,7 +620,7 @@ class Experiment:
         # A finite loss can still come with a NaN update (inf gradients):
         # never write non-finite weights over a good checkpoint.
         if not bool(self._weights_are_finite()):
-            latest = self.managers["checkpoints"].latest_checkpoint
+            latest = self.managers[workdir.CHECKPOINTS].latest_checkpoint
             raise TrainingDivergedError(
                 f"The weights became NaN or infinite at step {step}; "
                 f"training stopped. The last good checkpoint "

@@ -41,7 +41,8 @@ import numpy as np
 import tensorflow as tf
 
 import draw_tf
-from draw_tf import keras_training, losses
+from draw_tf import losses
+from draw_tf import workdir as workdir_layout
 from draw_tf.config import ConfigError, make_writable_directory
 
 SIGNATURES = (
@@ -214,7 +215,7 @@ def read_architecture(workdir: str) -> dict:
     Raises:
       ExportError: if the file is missing or unreadable.
     """
-    path = os.path.join(workdir, "config.json")
+    path = workdir_layout.path(workdir, workdir_layout.CONFIG)
     try:
         with open(path) as file:
             architecture = json.load(file)["architecture"]
@@ -253,14 +254,11 @@ def find_checkpoint(workdir: str, checkpoint: str = "") -> str:
                 "the prefix of a .index file, e.g. WORKDIR/best/ckpt-1000)."
             )
         return checkpoint
-    for name in ("best", "checkpoints"):
-        path = tf.train.latest_checkpoint(os.path.join(workdir, name))
-        if path:
-            return path
-    # A workdir trained with fit() on another backend (keras_training).
-    path = os.path.join(workdir, keras_training.BEST_WEIGHTS)
-    if os.path.exists(path):
-        return path
+    # The best, else the latest; a TensorFlow checkpoint, or the weights
+    # fit() wrote on another backend (keras_training).
+    weights = workdir_layout.find_weights(workdir)
+    if weights:
+        return weights.path
     raise ExportError(f"--workdir={workdir} has no checkpoint to export.")
 
 
@@ -284,7 +282,9 @@ def load_model(workdir: str, checkpoint: str = "") -> tuple:
                 f"{path} does not match the model of "
                 f"{os.path.join(workdir, 'config.json')}: {first_line}"
             ) from None
-        with open(os.path.join(workdir, keras_training.BEST_STATE)) as file:
+        with open(
+            workdir_layout.path(workdir, workdir_layout.KERAS_BEST_STATE)
+        ) as file:
             return model, path, int(json.load(file)["step"])
     step = tf.Variable(0, dtype=tf.int64)
     try:

@@ -29,11 +29,12 @@ from draw_tf import config as config_lib
 from draw_tf import data as data_lib
 from draw_tf import (
     distribution,
-    keras_training,
     machine,
+    mnist_sample,
     pretrained,
     training,
 )
+from draw_tf import workdir as workdir_layout
 
 # A downtime longer than this between two summaries is not training time.
 _MAX_SUMMARY_GAP_SECONDS = 15 * 60
@@ -51,7 +52,7 @@ class ShipError(config_lib.ConfigError):
 
 def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
     """The TrainConfig a workdir was trained with (its config.json)."""
-    path = os.path.join(workdir, "config.json")
+    path = workdir_layout.path(workdir, workdir_layout.CONFIG)
     try:
         with open(path) as file:
             saved = json.load(file)["config"]
@@ -68,7 +69,9 @@ def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
 def _summary_events(workdir: str) -> list[tuple[float, int]]:
     """(wall time, step) of each summary in the TensorBoard events, sorted."""
     events = []
-    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.*")):
+    for path in glob.glob(
+        os.path.join(workdir, workdir_layout.TENSORBOARD, "events.*")
+    ):
         for raw in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(raw.numpy())
             if event.HasField("summary"):
@@ -77,11 +80,7 @@ def _summary_events(workdir: str) -> list[tuple[float, int]]:
 
 
 def _keras_training_state(workdir: str) -> dict | None:
-    state = os.path.join(workdir, keras_training.CHECKPOINTS, "state.json")
-    if not os.path.exists(state):
-        return None
-    with open(state) as file:
-        return json.load(file)
+    return workdir_layout.read_json(workdir, workdir_layout.KERAS_STATE)
 
 
 def training_wall_seconds(workdir: str) -> float:
@@ -153,21 +152,24 @@ def _untimed_steps(
     ]
 
 
-def _json_lines(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as file:
-        return [json.loads(line) for line in file if line.strip()]
+def sample_subset(experiment: training.Experiment) -> dict | None:
+    """A model's results on the shipped MNIST sample's test images.
 
-
-def _shipped_data_dir(path: str) -> str:
-    """Empty where MNIST is found without --data_dir, else the path."""
-    if path and os.path.normpath(os.path.abspath(path)) in [
-        os.path.normpath(os.path.abspath(directory))
-        for directory in data_lib.local_mnist_dirs()
-    ]:
-        return ""
-    return path
+    What the shipped models' tests check offline (`draw_tf.mnist_sample`:
+    the first 500 test digits; composites built from them for
+    two_digit_mnist and cluttered_mnist). None for other datasets.
+    """
+    config = experiment.config
+    if config.dataset not in data_lib.MNIST_BASED_DATASETS:
+        return None
+    images, labels = mnist_sample.test_images(config)
+    if config.task == "classify":
+        results = experiment.evaluator(images, labels)
+    else:
+        results = experiment.evaluator(images)
+    return dict(
+        results, evaluator_seed=config.seed + 1, source="draw_tf.mnist_sample"
+    )
 
 
 def ship(
@@ -251,7 +253,8 @@ def ship(
         dataclasses.asdict(config),
         workdir="",
         mode="train",
-        data_dir=_shipped_data_dir(config.data_dir),
+        # Where the data lay is the training machine's, not the model's.
+        data_dir="",
     )
     architecture = config.architecture()
     wall_seconds, untimed = _training_time(
@@ -266,13 +269,19 @@ def ship(
         "epochs": round(steps / experiment.steps_per_epoch, 2),
         "training_wall_hours": round(wall_seconds / 3600, 2),
         "untimed_steps": untimed,
-        "machines": _json_lines(os.path.join(workdir, "machines.jsonl")),
+        "machines": workdir_layout.read_json_lines(
+            workdir, workdir_layout.MACHINES
+        ),
         "shipped_on": machine.cpu_description(),
         "architecture": architecture,
         "image_shape": [int(size) for size in splits.image_shape],
         "config": shipped_config,
         "test": test,
         "subset": dict(subset, evaluator_seed=config.seed + 1),
+        "sample_subset": sample_subset(experiment),
+        "init_from": workdir_layout.read_json(
+            workdir, workdir_layout.INIT_FROM
+        ),
         "paper": PAPER_RESULTS.get(
             (config.task, config.dataset, bool(config.attention)), {}
         ),
@@ -282,8 +291,8 @@ def ship(
                 for key in ("step", experiment.selection_key)
                 if key in entry
             }
-            for entry in _json_lines(
-                os.path.join(workdir, "eval", "validation.jsonl")
+            for entry in workdir_layout.read_json_lines(
+                workdir, workdir_layout.VALIDATION
             )
         ],
         "commands": {

@@ -13,6 +13,9 @@ import draw_tf
 from bench import flops as flops_lib
 from bench import report as report_lib
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

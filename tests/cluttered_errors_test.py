@@ -11,6 +11,9 @@ import pytest
 from bench import cluttered_errors_lib
 from draw_tf import pretrained
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BINARY = os.path.join(REPOSITORY, "bench", "cluttered_errors.py")
 _MNIST = os.path.join(os.path.dirname(REPOSITORY), "shared", "data", "mnist")

@@ -32,6 +32,14 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def tfds_mock_reachable(monkeypatch):
+    """With `tfds.testing.mock_data`: nothing is downloaded, no probe."""
+    from draw_tf import data
+
+    monkeypatch.setattr(data, "download_host_reachable", lambda: True)
+
+
 @pytest.fixture(scope="session")
 def trained_workdir(tmp_path_factory):
     """A training workdir of a tiny model trained for a few steps."""

@@ -1,6 +1,7 @@
 """Tests of draw_tf.data: idx files, splits, binarization, batches."""
 
 import gzip
+import time
 
 import numpy as np
 import pytest
@@ -221,7 +222,7 @@ def test_empty_data_dir_finds_local_mnist(tmp_path, monkeypatch):
 
 
 def test_composites_come_from_tfds_without_local_files(
-    tmp_path, no_local_mnist
+    tmp_path, no_local_mnist, tfds_mock_reachable
 ):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = _config(
@@ -246,7 +247,9 @@ def test_bad_validation_size_is_a_config_error(tmp_path):
         data.load_splits(_config(tmp_path, validation_size=60))
 
 
-def test_tfds_datasets_load_through_tfds(tmp_path, no_local_mnist):
+def test_tfds_datasets_load_through_tfds(
+    tmp_path, no_local_mnist, tfds_mock_reachable
+):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = _config(tmp_path, data_dir="", validation_size=5)
     with tfds.testing.mock_data(num_examples=12):
@@ -276,12 +279,52 @@ def test_tfds_failure_is_a_one_line_data_error(
         raise ConnectionError("Failed to reach the download host.\nDetails")
 
     monkeypatch.setattr(tfds, "load", unreachable)
+    monkeypatch.setattr(data, "download_host_reachable", lambda: True)
     monkeypatch.setattr(data, "local_mnist_dirs", lambda: ["/nowhere/mnist"])
     with pytest.raises(data.DataError, match="TFDS could not load") as error:
         data.load_splits(_config(tmp_path, data_dir=""))
     message = str(error.value)
     assert "--data_dir=DIR" in message and "\n" not in message
     assert "no MNIST idx files in /nowhere/mnist" in message
+
+
+def test_offline_without_local_mnist_fails_in_seconds(
+    tmp_path, monkeypatch, no_local_mnist
+):
+    # No network here, or one made unreachable: the probe answers, TFDS's
+    # download (minutes of retries) is never tried.
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("tfds.load called without a reachable host")
+
+    monkeypatch.setattr(tfds, "load", must_not_download)
+    monkeypatch.setattr(data, "TFDS_DOWNLOAD_HOST", ("127.0.0.1", 9))
+    config = _config(
+        tmp_path, data_dir="", tfds_data_dir=str(tmp_path / "tfds")
+    )
+    started = time.monotonic()
+    with pytest.raises(data.DataError, match="cannot be reached") as error:
+        data.load_splits(config)
+    assert time.monotonic() - started < 10
+    message = str(error.value)
+    assert "--data_dir=DIR" in message and "\n" not in message
+
+
+def test_download_host_probe_answers_within_its_timeout(monkeypatch):
+    # A port nothing listens on: refused at once.
+    monkeypatch.setattr(data, "TFDS_DOWNLOAD_HOST", ("127.0.0.1", 9))
+    assert data.download_host_reachable(timeout=1.0) is False
+
+    # A name lookup or connection that hangs: the timeout bounds it.
+    def hangs(*args, **kwargs):
+        time.sleep(5)  # past the timeout; then fails as a real one would
+        raise OSError("timed out")
+
+    monkeypatch.setattr(data.socket, "create_connection", hangs)
+    started = time.monotonic()
+    assert data.download_host_reachable(timeout=1.0) is False
+    assert time.monotonic() - started < 3
 
 
 def _batches(dataset):

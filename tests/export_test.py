@@ -18,6 +18,9 @@ import draw_tf
 from export import export_saved_model_lib as export_lib
 from serving.session_predictor import PredictError
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_SHAPE, T, Z = (8, 8, 1), 3, 3
 

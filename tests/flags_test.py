@@ -12,7 +12,12 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from tests.tiny_run import tiny_flags
+
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOT_INT = ["x", "1.5"]
@@ -68,6 +73,7 @@ def _train_cases(tmp_path):
         "num_cpu_devices": ["-1", *NOT_INT, "100000"],
         "num_pictures": ["-1", *NOT_INT],
         "pretrained": ["no_such_model"],
+        "init_from": ["no_such_model_or_dir"],
     }
     # Flags that synthetic data ignores are tried on MNIST.
     on_mnist = {"data_dir", "validation_size"}
@@ -85,6 +91,8 @@ def _train_cases(tmp_path):
     cases += [
         [*base, "--mode=evaluate", "--pretrained=no_such_model"],
         [*base, "--pretrained=mnist_attention"],  # --mode=train
+        [*base, "--init_from=mnist_attention"],  # 28 x 28, not 8 x 8
+        [*base, "--mode=evaluate", "--init_from=mnist_attention"],
         [*base, "--num_epochs=0", "--train_steps=0"],
         [
             *base,

@@ -20,8 +20,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import draw_tf
+
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTABLE_TESTS = [
@@ -89,9 +93,9 @@ def test_weights_from_jax_generate_the_same_images_on_tensorflow(tmp_path):
             )
 
 
-def test_readme_backends_example_runs_on_jax(tmp_path):
-    readme = pathlib.Path(ROOT, "README.md").read_text()
-    section = readme[readme.index("## Backends") :]
+def test_backends_page_example_runs_on_jax(tmp_path):
+    page = pathlib.Path(ROOT, "docs", "backends.md").read_text()
+    section = page[page.index("## The Keras way") :]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     assert 'os.environ["KERAS_BACKEND"] = "jax"' in code
     script = tmp_path / "example.py"
@@ -189,3 +193,45 @@ def test_train_py_on_jax_then_tensorflow_evaluates_draws_and_exports(tmp_path):
     assert record["training_wall_hours"] == round(
         state["train_seconds"] / 3600, 2
     )
+
+
+def test_train_py_on_jax_prints_only_its_own_lines(tmp_path):
+    # TensorFlow installed but not blocked, as on a user's machine with
+    # both: nothing imports it, and neither its probe lines nor JAX's TPU
+    # line reach the output.
+    script = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('tensorflow imported:', "
+        "'tensorflow' in sys.modules))\n"
+        f"sys.argv = ['train.py', '--dataset=synthetic', "
+        f"'--workdir={tmp_path / 'run'}', '--train_steps=2', "
+        "'--num_steps=2', '--encoder_units=4', '--decoder_units=4', "
+        "'--latent_size=2', '--batch_size=4', '--num_pictures=2', "
+        "'--importance_samples=2', '--synthetic_image_size=8', "
+        "'--read_glimpse_size=2', '--write_patch_size=2']\n"
+        "runpy.run_path('train.py', run_name='__main__')\n"
+    )
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TF_CPP_MIN_LOG_LEVEL", "DRAW_TF_BLOCK_TENSORFLOW")
+    }
+    environment.update(
+        KERAS_BACKEND="jax",
+        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-4000:]
+    assert "tensorflow imported: False" in completed.stdout, output[-4000:]
+    for noise in ("cuda", "InitializeLog", "oneDNN", "libtpu"):
+        assert noise not in output, (noise, output[-4000:])
+    assert re.search(r"step 2/2 .*-ELBO", output), output[-4000:]
+    assert '"split": "test"' in completed.stdout

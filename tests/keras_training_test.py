@@ -46,6 +46,7 @@ def test_batches_are_a_function_of_the_seed_and_step():
     assert not np.array_equal(whole, other_seed)
 
 
+@pytest.mark.slow
 def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
     straight = _trainer(tmp_path / "straight")
     straight.train()
@@ -91,6 +92,7 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_evaluation_draws_and_bounds(tmp_path):
     trainer = _trainer(tmp_path, num_pictures=4, importance_samples=4)
     trainer.train()
@@ -132,3 +134,30 @@ def test_what_only_tensorflow_does_is_refused(tmp_path):
         keras_training.run(tiny_config(tmp_path, num_cpu_devices=2))
     with pytest.raises(config_lib.ConfigError, match="train first"):
         keras_training.run(tiny_config(tmp_path / "empty", mode="evaluate"))
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_another_fit_workdirs_best_weights(tmp_path):
+    source = _trainer(tmp_path / "source", train_steps=2)
+    source.train()
+    source.load_best()
+    expected = [np.array(value) for value in source.model.get_weights()]
+    warm = _trainer(
+        tmp_path / "warm",
+        train_steps=1,
+        init_from=str(tmp_path / "source"),
+        learning_rate=1e-12,  # one step that moves nothing measurable
+    )
+    warm.train()
+    record = json.loads((tmp_path / "warm" / "init_from.json").read_text())
+    assert record["kind"] == "workdir" and record["steps"] == 2
+    assert record["checkpoint"] == os.path.join("best", "model.weights.h5")
+    for ours, theirs in zip(warm.model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(np.array(ours), theirs, atol=1e-6)
+
+
+def test_pretrained_of_another_architecture_is_one_line(tmp_path):
+    trainer = _trainer(tmp_path / "run", mode="evaluate")
+    with pytest.raises(config_lib.ConfigError, match="another model") as error:
+        trainer.load_pretrained("mnist_attention")  # 28 x 28, not 8 x 8
+    assert "\n" not in str(error.value)

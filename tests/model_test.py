@@ -189,6 +189,7 @@ def test_colour_images_run_end_to_end():
         (None, None, "random bits"),
     ],
 )
+@pytest.mark.slow
 def test_overfitting_one_batch_makes_the_loss_fall(read, write, kind):
     tf.keras.utils.set_random_seed(0)
     model = draw_tf.DrawModel(

@@ -8,6 +8,9 @@ from nbclient import NotebookClient
 
 from draw_tf import pretrained
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 
 

@@ -3,11 +3,17 @@
 import pathlib
 import re
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from draw_tf import pretrained
+
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -69,17 +75,62 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist:")
     ]
-    for package in ("tensorflow", "keras", "tensorflow-probability", "numpy"):
-        assert any(re.match(rf"{package}[<>=]", r) for r in requires), requires
-    # Installed into a fresh venv (dependencies from this environment), it
-    # imports from site-packages, not from the checkout, with its models.
+    # The core needs no backend; each backend is an extra.
+    core = [r for r in requires if "extra ==" not in r]
+    for package in ("keras", "numpy", "absl-py", "pillow"):
+        assert any(re.match(rf"{package}[<>=]", r) for r in core), core
+    assert not [r for r in core if re.match(r"(tensorflow|jax)", r)], core
+    extras = {
+        extra: [
+            r.split(";")[0].strip()
+            for r in requires
+            if re.search(rf"extra == ['\"]{extra}['\"]", r)
+        ]
+        for extra in ("tensorflow", "jax", "serving")
+    }
+    for package in (
+        "tensorflow",
+        "tensorflow-probability",
+        "tensorflow-datasets",
+    ):
+        assert any(
+            re.match(rf"{package}[<>=]", r) for r in extras["tensorflow"]
+        )
+    assert [r for r in extras["jax"] if re.match(r"jax[<>=]", r)], extras
+    assert not [r for r in extras["jax"] if "tensorflow" in r], extras
+    assert any("tensorflow-serving-api" in r for r in extras["serving"])
+    assert any(
+        re.match(r"draw[-_]tf\[tensorflow\]", r) for r in extras["serving"]
+    )
+    assert "draw_tf/sample_data/mnist_test_500.npz" in names
+    # Installed into a fresh venv, it imports from site-packages, not from
+    # the checkout, with its models. The dependencies come from THIS
+    # environment's site-packages (a .pth file): `--system-site-packages`
+    # would give the base interpreter's instead, not a venv's.
     venv = tmp_path / "venv"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-        check=True,
-        timeout=120,
+        [sys.executable, "-m", "venv", str(venv)], check=True, timeout=120
     )
     python = venv / "bin" / "python"
+    venv_site = subprocess.run(
+        [
+            python,
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
+    ours = [
+        path
+        for path in [*site.getsitepackages(), site.getusersitepackages()]
+        if pathlib.Path(path).is_dir()
+    ]
+    (pathlib.Path(venv_site) / "outer_environment.pth").write_text(
+        "\n".join(ours) + "\n"
+    )
     subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
         check=True,

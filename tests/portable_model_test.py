@@ -46,6 +46,7 @@ def _model(**overrides):
     return draw_tf.DrawModel((8, 8, 1), **{**SMALL, "seed": 0, **overrides})
 
 
+@pytest.mark.slow
 def test_fit_minimises_the_negative_elbo_and_reports_its_terms():
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -162,6 +163,7 @@ def test_bf16_precision_keeps_the_variables_and_float32_outputs():
         _model(precision="fp16")
 
 
+@pytest.mark.slow
 def test_bf16_fit_trains_the_fp32_weights():
     model = _model(precision="bf16")
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -189,6 +191,7 @@ class _StopAfter(keras.callbacks.Callback):
             raise RuntimeError("interrupted")
 
 
+@pytest.mark.slow
 def test_backup_and_restore_resumes_and_model_checkpoint_saves(tmp_path):
     images = block_images(16, seed=6)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))

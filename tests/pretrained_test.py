@@ -23,7 +23,7 @@ from export import export_saved_model_lib, ship_pretrained_lib
 from serving.session_predictor import SessionPredictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MNIST = pathlib.Path(data.find_local_mnist() or ROOT.parent / "no_mnist")
 SHIPPED = pretrained.names()
 
 
@@ -47,12 +47,54 @@ def _subset_results(name, workdir):
     return record, experiment.evaluate_split(splits.test, splits.test_labels)
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.slow
+def test_shipped_model_reproduces_its_bound_on_the_shipped_sample(
+    name, tmp_path
+):
+    # Offline, anywhere: the package's own 500 test digits
+    # (draw_tf.mnist_sample), no idx files.
+    record = pretrained.record(name)
+    config = pretrained.train_config(
+        name, workdir=str(tmp_path), mode="evaluate", pretrained=name
+    )
+    empty = np.zeros([config.batch_size, *record["image_shape"]], np.uint8)
+    splits = data.Splits(empty, empty, empty, dynamic_binarization=False)
+    experiment = training.Experiment(
+        config, distribution.make_strategy(), splits
+    )
+    experiment.load_pretrained(name)
+    results = ship_pretrained_lib.sample_subset(experiment)
+    recorded = record["sample_subset"]
+    assert results["num_examples"] == recorded["num_examples"] == 500
+    keys = ["error_rate", "cross_entropy"]
+    if record["config"]["task"] == "generate":
+        keys = ["negative_elbo", "reconstruction_loss", "latent_loss"]
+    for key in keys:
+        np.testing.assert_allclose(
+            results[key], recorded[key], rtol=1e-4, atol=1e-4
+        )
+
+
+def test_shipped_records_hold_no_machine_paths():
+    for name in SHIPPED:
+        text = json.dumps(pretrained.record(name))
+        for prefix in ("/work/", "/root/", "/home/", "/tmp/"):
+            assert prefix not in text, (name, prefix)
+
+
 def test_at_least_the_paper_model_is_shipped():
     assert "mnist_attention" in SHIPPED
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="needs the MNIST idx files")
+@pytest.mark.skipif(
+    not MNIST.is_dir(),
+    reason="needs the full MNIST idx files ($DRAW_TF_MNIST_DIR or "
+    "../shared/data/mnist): the record's subset is of the whole test file's "
+    "composites",
+)
 @pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.slow
 def test_shipped_model_reproduces_its_recorded_subset_bound(name, tmp_path):
     weights = pathlib.Path(pretrained.path(name)) / pretrained.WEIGHTS_FILE
     assert weights.stat().st_size <= 10 * 2**20
@@ -79,6 +121,7 @@ def test_shipped_model_reproduces_its_recorded_subset_bound(name, tmp_path):
         if pretrained.record(name)["config"]["task"] == "generate"
     ],
 )
+@pytest.mark.slow
 def test_pretrained_export_serves_what_the_model_draws(name, tmp_path):
     path = export_saved_model_lib.export(
         "", str(tmp_path), "draw", version=1, pretrained_name=name
@@ -133,6 +176,7 @@ def shipped_tiny(trained_workdir, tmp_path, monkeypatch):
     return record
 
 
+@pytest.mark.slow
 def test_ship_then_load_gives_the_trained_weights(
     shipped_tiny, trained_workdir
 ):
@@ -194,6 +238,7 @@ def test_wall_time_counts_training_and_names_the_steps_it_cannot_time(
     )
 
 
+@pytest.mark.slow
 def test_evaluate_and_draw_a_shipped_model_through_train(
     shipped_tiny, tmp_path
 ):
@@ -242,6 +287,7 @@ def test_ship_refuses_a_bad_name_and_an_empty_workdir(tmp_path):
         ship_pretrained_lib.ship(str(tmp_path), "fine")
 
 
+@pytest.mark.slow
 def test_train_binary_says_which_models_are_shipped(tmp_path):
     result = subprocess.run(
         [
@@ -262,6 +308,7 @@ def test_train_binary_says_which_models_are_shipped(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_remeasure_rewrites_the_bounds_and_keeps_the_weights(
     shipped_tiny, tmp_path
 ):
@@ -294,6 +341,7 @@ def test_remeasure_rewrites_the_bounds_and_keeps_the_weights(
     assert not list(directory.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_remeasure_refuses_other_weights_and_unknown_names(shipped_tiny):
     directory = pathlib.Path(pretrained.path("tiny"))
     with pytest.raises(ship_pretrained_lib.ShipError, match="shipped: tiny"):
@@ -315,6 +363,7 @@ def test_remeasure_refuses_other_weights_and_unknown_names(shipped_tiny):
     "arguments",
     [["--name=tiny"], ["--name=tiny", "--remeasure", "--workdir=/tmp/x"]],
 )
+@pytest.mark.slow
 def test_ship_binary_wants_a_workdir_or_remeasure(arguments):
     result = subprocess.run(
         [sys.executable, str(ROOT / "export" / "ship_pretrained.py")]

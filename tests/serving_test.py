@@ -33,6 +33,9 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import client_lib
 from serving.session_predictor import PredictError
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from draw_tf import startup
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NOISY_MODULE = """
 import os
@@ -36,6 +40,7 @@ def test_verbose_start_up_shows_everything(tmp_path, monkeypatch, capfd):
     assert "cudart_stub.cc" in err and "a real problem" in err
 
 
+@pytest.mark.slow
 def test_import_draw_tf_prints_nothing():
     env = {
         key: value
@@ -52,3 +57,49 @@ def test_import_draw_tf_prints_nothing():
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout == ""
+
+
+@pytest.mark.slow
+def test_import_without_tensorflow_runs_keras_on_jax(tmp_path):
+    # As after `pip install draw_tf[jax]`: TensorFlow absent, KERAS_BACKEND
+    # unset, and the keras.json Keras wrote with its TensorFlow default.
+    keras_home = tmp_path / "keras_home"
+    keras_home.mkdir()
+    (keras_home / "keras.json").write_text('{"backend": "tensorflow"}')
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KERAS_BACKEND", "DRAW_TF_BLOCK_TENSORFLOW")
+    }
+    environment["KERAS_HOME"] = str(keras_home)
+    script = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "import draw_tf, keras\n"
+        "print(keras.backend.backend())\n"
+        "model = draw_tf.pretrained.load('mnist_attention')\n"
+        "print(model.generate(batch_size=2, seed=[1, 2])['images'].shape)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["jax", "(2,", "28,", "28,", "1)"]
+    # A backend asked for is left alone.
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import draw_tf, keras; print(keras.backend.backend())",
+        ],
+        cwd=tmp_path,
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.stdout.split() == ["tensorflow"], completed.stderr[-2000:]

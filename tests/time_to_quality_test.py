@@ -12,6 +12,9 @@ import pytest
 
 from bench import time_to_quality_lib
 
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BINARY = os.path.join(REPOSITORY, "bench", "time_to_quality.py")
 

@@ -10,6 +10,11 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+# End to end (binaries, subprocesses): not in the quick loop.
+pytestmark = pytest.mark.slow
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

@@ -39,6 +39,7 @@ def _weights(experiment):
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.5])
+@pytest.mark.slow
 def test_two_replicas_give_the_update_of_one(tmp_path, clip):
     config = tiny_config(tmp_path / "one", gradient_clip_norm=clip)
     splits = data.load_splits(config)
@@ -98,6 +99,7 @@ def _one_replica_experiment(config, splits, **overrides):
     )
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_the_plain_formulation(tmp_path):
     """XLA + the while loop give the plain op-by-op step's numbers."""
     config = tiny_config(tmp_path / "plain", num_steps=4)
@@ -127,6 +129,7 @@ def test_compiled_step_matches_the_plain_formulation(tmp_path):
         np.testing.assert_allclose(metrics[key], plain_metrics[key], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_bf16_compiled_gradients_follow_fp32(tmp_path):
     """--precision=bf16 under XLA: the loss within 1%, gradients aligned."""
     config = tiny_config(tmp_path / "fp32", num_steps=4)
@@ -170,6 +173,7 @@ def _zero_model(image_shape):
     return model
 
 
+@pytest.mark.slow
 def test_zero_model_bounds_are_h_w_log_2():
     # All weights zero: h = 0, mu = 0, sigma = 1 (KL = 0), c_T = 0, so the
     # ELBO and the importance-weighted bound are exactly H W log 2.
@@ -213,6 +217,7 @@ def test_evaluator_averages_every_image_of_the_split():
     )
 
 
+@pytest.mark.slow
 def test_compiled_evaluator_gives_the_op_by_op_bounds():
     # XLA draws other numbers than TensorFlow from a stateless seed: the
     # compiled evaluator must draw its noise outside the compiled pass.
@@ -270,6 +275,7 @@ def test_importance_weighted_bound_is_below_the_elbo():
     assert abs(one_sample - results["negative_elbo"]) < 0.05 * abs(one_sample)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config(
         tmp_path, learning_rate=1e4, train_steps=50, checkpoint_every_steps=1
@@ -345,7 +351,10 @@ def test_every_config_parses_and_builds_its_model():
     assert tasks == {"generate", "classify"}
 
 
-def test_colour_images_train_end_to_end_through_tfds(tmp_path):
+@pytest.mark.slow
+def test_colour_images_train_end_to_end_through_tfds(
+    tmp_path, tfds_mock_reachable
+):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = tiny_config(
         tmp_path,
@@ -408,6 +417,7 @@ def _run_train(args, timeout=240, **popen):
     )
 
 
+@pytest.mark.slow
 def test_train_binary_dry_run_on_two_replicas(tmp_path):
     workdir = tmp_path / "run"
     result = _run_train(
@@ -473,6 +483,7 @@ def test_train_binary_dry_run_on_two_replicas(tmp_path):
         assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_loses_nothing(tmp_path):
     args = [
         *TINY_FLAGS,
@@ -536,6 +547,7 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     processes = []
@@ -587,3 +599,10 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path):
     for key, value in zip(weight_keys, _weights(single), strict=True):
         np.testing.assert_allclose(workers[0][key], value, rtol=1e-5, atol=2e-6)
     assert (tmp_path / "work" / "checkpoints").exists()
+
+
+def test_one_divergence_error_for_both_trainers():
+    from draw_tf import errors, keras_training
+
+    assert training.TrainingDivergedError is errors.TrainingDivergedError
+    assert keras_training.TrainingDivergedError is errors.TrainingDivergedError

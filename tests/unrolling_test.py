@@ -133,6 +133,7 @@ def test_training_step_matches_the_plain_formulation(case):
 
 
 @requires_tensorflow("counts the ops of a TensorFlow graph")
+@pytest.mark.slow
 def test_fast_forward_traces_one_loop_iteration_not_t_steps():
     """The point of the loop: the graph holds a few steps, not T."""
     import tensorflow as tf

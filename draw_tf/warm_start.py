@@ -1,0 +1,155 @@
+"""Starting weights from elsewhere: a shipped model or another workdir.
+
+`train.py --init_from=SOURCE` starts a new run from SOURCE's weights
+instead of a random init (the optimizer and the step start afresh), and
+`--pretrained=NAME` evaluates or draws a shipped model. Both trainers
+(`draw_tf.training` on TensorFlow, `draw_tf.keras_training` with `fit()`)
+load through here, so the same flags check the same things on every
+backend:
+
+    origin = warm_start.initialize(model, config, image_shape)
+    # {"kind": "pretrained", "name": ..., "steps": ..., "test": {...}}
+    # or {"kind": "workdir", "workdir": ..., "checkpoint": ..., "steps": ...}
+
+The origin is written to `<workdir>/init_from.json` and goes into the
+shipped model's record.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+
+from draw_tf import pretrained, workdir
+from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
+
+
+def shipped_record(
+    config: TrainConfig, image_shape, name: str, flag: str
+) -> dict:
+    """The record of shipped model `name`, checked against the config.
+
+    Args:
+      config: the run's config (its model flags).
+      image_shape: the data's (height, width, channels).
+      name: a shipped model's name.
+      flag: the flag that named it, for the error ("pretrained", ...).
+
+    Raises:
+      ConfigError: if no model has this name, or its architecture or image
+        shape is not the config's (one line naming the differences).
+    """
+    try:
+        record = pretrained.record(name)
+    except pretrained.UnknownModelError as error:
+        raise ConfigError(f"--{flag}: {error}") from None
+    ours = dict(
+        config.architecture(), image_shape=[int(size) for size in image_shape]
+    )
+    theirs = dict(record["architecture"], image_shape=record["image_shape"])
+    if ours != theirs:
+        differences = "; ".join(
+            f"{key}={theirs.get(key)!r} shipped, {value!r} asked"
+            for key, value in ours.items()
+            if theirs.get(key) != value
+        )
+        hint = (
+            "drop the model flags to use its own"
+            if flag == "pretrained"
+            else "use its model flags"
+        )
+        raise ConfigError(
+            f"--{flag}={name} is another model than the flags ask for "
+            f"({differences}); {hint}."
+        )
+    return record
+
+
+def load_shipped(
+    model: keras.Model, config: TrainConfig, image_shape, name: str, flag: str
+) -> dict:
+    """Loads shipped model `name`'s weights into `model`; its record."""
+    record = shipped_record(config, image_shape, name, flag)
+    model.load_weights(
+        os.path.join(pretrained.path(name), pretrained.WEIGHTS_FILE)
+    )
+    return record
+
+
+def initialize(model: keras.Model, config: TrainConfig, image_shape) -> dict:
+    """Loads `config.init_from`'s weights into `model` (a new run's start).
+
+    Args:
+      model: the run's built model.
+      config: its init_from is a shipped model's name or a workdir (its
+        best TensorFlow checkpoint, else its latest, else the best
+        weights `fit()` wrote).
+      image_shape: the data's (height, width, channels).
+
+    Returns:
+      The origin, also written to `<config.workdir>/init_from.json`.
+
+    Raises:
+      ConfigError: if the source is neither, has no weights, or holds
+        another model.
+    """
+    source = config.init_from
+    if source in pretrained.names():
+        record = load_shipped(model, config, image_shape, source, "init_from")
+        origin = dict(
+            kind="pretrained",
+            name=source,
+            steps=record["steps"],
+            test=record.get("test"),
+        )
+    elif os.path.isdir(source):
+        origin = _load_workdir(model, config, image_shape, source)
+    else:
+        raise ConfigError(
+            f"--init_from={source} is neither a shipped model "
+            f"({', '.join(pretrained.names())}) nor a workdir."
+        )
+    origin["unix_time"] = round(time.time())
+    with open(workdir.path(config.workdir, workdir.INIT_FROM), "w") as file:
+        json.dump(origin, file, indent=2, sort_keys=True)
+    return origin
+
+
+def _load_workdir(model, config, image_shape, directory: str) -> dict:
+    """Loads another workdir's best (else latest) weights into `model`."""
+    if not os.path.exists(workdir.path(directory, workdir.CONFIG)):
+        raise ConfigError(
+            f"--init_from={directory} has no config.json; expected a workdir "
+            "that train.py wrote, or a shipped model's name."
+        )
+    check_workdir_architecture(
+        dataclasses.replace(config, workdir=directory),
+        [int(size) for size in image_shape],
+        flag="init_from",
+    )
+    if workdir.has_tensorflow_checkpoints(directory):
+        if keras.backend.backend() != "tensorflow":
+            raise ConfigError(
+                f"--init_from={directory} holds TensorFlow checkpoints; on "
+                f"{keras.backend.backend()} start from a workdir trained "
+                "there or from a shipped model."
+            )
+    weights = workdir.find_weights(directory)
+    if weights is None:
+        raise ConfigError(
+            f"--init_from={directory} has no checkpoint; train it first."
+        )
+    if weights.kind == "tensorflow":
+        import tensorflow as tf
+
+        tf.train.Checkpoint(model=model).restore(weights.path).expect_partial()
+    else:
+        model.load_weights(weights.path)
+    return dict(
+        kind="workdir",
+        workdir=os.path.abspath(directory),
+        checkpoint=os.path.relpath(weights.path, directory),
+        steps=weights.step,
+    )

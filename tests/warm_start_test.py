@@ -1,0 +1,117 @@
+"""--init_from: a new run starts from a workdir's or a shipped model's."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from draw_tf import config as config_lib
+from draw_tf import data, training, warm_start
+from tests.tiny_run import tiny_config
+
+
+def _experiment(config):
+    splits = data.load_splits(config)
+    config_lib.check_workdir_architecture(config, splits.image_shape)
+    return training.Experiment(config, tf.distribute.get_strategy(), splits)
+
+
+def _weights(model):
+    return [np.array(value) for value in model.get_weights()]
+
+
+@pytest.mark.slow
+def test_a_new_run_starts_from_the_source_workdirs_best_weights(
+    trained_workdir, tmp_path
+):
+    source = _experiment(
+        tiny_config(trained_workdir, mode="evaluate", max_eval_examples=16)
+    )
+    source.restore_for_evaluation()
+    expected = _weights(source.model)
+    fresh = _experiment(tiny_config(tmp_path / "fresh"))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(_weights(fresh.model), expected, strict=True)
+    )
+    config = tiny_config(
+        tmp_path / "warm", init_from=str(trained_workdir), train_steps=1
+    )
+    experiment = _experiment(config)
+    origin = warm_start.initialize(
+        experiment.model, config, experiment.splits.image_shape
+    )
+    for ours, theirs in zip(_weights(experiment.model), expected, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert origin["kind"] == "workdir" and origin["steps"] == 4
+    assert origin["checkpoint"].startswith("best/ckpt-")
+    assert int(experiment.step.numpy()) == 0  # the run's own steps
+    written = json.loads((tmp_path / "warm" / "init_from.json").read_text())
+    assert written == origin
+
+
+@pytest.mark.slow
+def test_train_starts_from_init_from_and_resumes_without_it(
+    trained_workdir, tmp_path
+):
+    workdir = tmp_path / "warm"
+    config = tiny_config(
+        workdir,
+        init_from=str(trained_workdir),
+        train_steps=2,
+        checkpoint_every_steps=1,
+        eval_every_steps=2,
+        max_eval_examples=16,
+    )
+    experiment = _experiment(config)
+    experiment.train()
+    assert (workdir / "init_from.json").exists()
+    assert int(experiment.step.numpy()) == 2
+    # Resumed: the checkpoint wins, init_from is not loaded again.
+    (workdir / "init_from.json").unlink()
+    again = _experiment(dataclasses.replace(config, train_steps=3))
+    again.train()
+    assert not (workdir / "init_from.json").exists()
+    assert int(again.step.numpy()) == 3
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("no_such_thing", "neither a shipped model"),
+        ("mnist_attention", "--init_from=mnist_attention is another model"),
+    ],
+)
+def test_bad_sources_are_one_line_config_errors(tmp_path, source, message):
+    config = tiny_config(tmp_path / "run", init_from=source)
+    experiment = _experiment(config)
+    with pytest.raises(config_lib.ConfigError, match=message) as error:
+        warm_start.initialize(
+            experiment.model, config, experiment.splits.image_shape
+        )
+    assert "\n" not in str(error.value)
+
+
+def test_a_workdir_of_another_architecture_is_refused(
+    trained_workdir, tmp_path
+):
+    config = tiny_config(
+        tmp_path / "run", init_from=str(trained_workdir), latent_size=4
+    )
+    experiment = _experiment(config)
+    with pytest.raises(config_lib.ConfigError, match="--init_from=.*latent"):
+        warm_start.initialize(
+            experiment.model, config, experiment.splits.image_shape
+        )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = tiny_config(tmp_path / "run2", init_from=str(empty))
+    with pytest.raises(config_lib.ConfigError, match="no config.json"):
+        warm_start.initialize(_experiment(config).model, config, (8, 8, 1))
+
+
+def test_init_from_needs_train_mode(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="--mode=train"):
+        tiny_config(tmp_path, mode="evaluate", init_from="mnist_attention")
