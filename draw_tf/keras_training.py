@@ -44,6 +44,7 @@ from absl import logging
 
 from draw_tf import (
     backend,
+    event_summaries,
     losses,
     machine,
     pictures,
@@ -197,6 +198,9 @@ class KerasTrainer:
             jit_compile=config.jit_compile,
         )
         self._evaluate_batch = _compiled_bounds(self.model)
+        self.summaries = event_summaries.EventWriter(
+            self._path(workdir.TENSORBOARD)
+        )
 
     @property
     def steps_per_epoch(self) -> int:
@@ -354,6 +358,16 @@ class KerasTrainer:
             self._path(workdir.VALIDATION),
             dict(results, epoch=round(self.step / self.steps_per_epoch, 3)),
         )
+        for key, value in results.items():
+            if isinstance(value, float):
+                self.summaries.scalar(f"validation/{key}", value, self.step)
+        samples = self.model.generate(batch_size=16, seed=[0, 0])["images"]
+        self.summaries.image(
+            "samples",
+            pictures.grid(keras.ops.convert_to_numpy(samples), columns=8),
+            self.step,
+        )
+        self.summaries.flush()
         if results["negative_elbo"] < self.best_validation:
             self.best_validation = results["negative_elbo"]
             os.makedirs(self._path(workdir.BEST), exist_ok=True)
@@ -518,6 +532,21 @@ class _ProgressLogger(keras.callbacks.Callback):
             eta // 3600,
             eta % 3600 // 60,
         )
+        summaries = trainer.summaries
+        for key, tag in (
+            ("loss", "negative_elbo"),
+            ("reconstruction_loss", "reconstruction_loss"),
+            ("latent_loss", "latent_loss"),
+        ):
+            if key in logs:
+                summaries.scalar(f"train/{tag}", logs[key], step)
+        summaries.scalar("train/examples_per_second", examples_per_second, step)
+        summaries.scalar(
+            "train/learning_rate",
+            float(trainer.learning_rate_schedule(step - 1)),
+            step,
+        )
+        summaries.flush()
         self.started, self.last_step = time.perf_counter(), step
 
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from draw_tf import config as config_lib
 from tests.tiny_run import tiny_flags
 
 # End to end (binaries, subprocesses): not in the quick loop.
@@ -165,6 +166,10 @@ def test_every_train_flag_with_bad_values_is_one_line(tmp_path):
     defined, results = _walk(ROOT / "train.py", cases)
     assert len(defined) > 30 and len(results) == len(cases)
     assert {name for name in defined if not bad.get(name)} == set()
+    # One flag per TrainConfig field, no more: a new field cannot lack its
+    # flag, nor (above) its bad values.
+    fields = set(config_lib.TrainConfig.__dataclass_fields__)
+    assert set(defined) == fields, set(defined) ^ fields
     _assert_one_line_errors(results, "train.py")
 
 

@@ -30,6 +30,18 @@ def _trainer(workdir, **overrides):
     return keras_training.KerasTrainer(config, splits)
 
 
+def _tensorboard_tags(directory) -> dict:
+    """{tag: steps} of the summaries in a TensorBoard events directory."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    tags = {}
+    for path in sorted(directory.glob("events.*")):
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                tags.setdefault(value.tag, set()).add(event.step)
+    return tags
+
+
 def test_batches_are_a_function_of_the_seed_and_step():
     config = tiny_config("unused")
     splits = data.load_splits(config)
@@ -71,6 +83,11 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
         (workdir / "keras_checkpoints" / "state.json").read_text()
     )
     assert state["step"] == 4 and state["train_seconds"] > 0
+    # TensorBoard, without TensorFlow: the tf.distribute trainer's tags.
+    tags = _tensorboard_tags(workdir / "tensorboard")
+    assert {2, 4} <= tags["validation/negative_elbo"], tags
+    assert 4 in tags["train/negative_elbo"] and 4 in tags["samples"]
+    assert 4 in tags["train/learning_rate"]
 
     # Stopped after 2 steps, then a new process goes on to 4.
     first = _trainer(tmp_path / "resumed", train_steps=2)
