@@ -70,6 +70,13 @@ _TRAIN_COMMAND = flags.DEFINE_string(
 _DESCRIPTION = flags.DEFINE_string(
     "description", "", "One line on what the model is."
 )
+_FLOAT16 = flags.DEFINE_bool(
+    "float16",
+    False,
+    "Store the weights in float16 (half the bytes), measured with the "
+    "rounded weights; refused if the test bound moves by more than "
+    f"{ship_pretrained_lib.FLOAT16_TOLERANCE}.",
+)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", pretrained.DIRECTORY, "Directory of the shipped models."
 )
@@ -103,6 +110,7 @@ def main(argv):
                 train_command=_TRAIN_COMMAND.value,
                 description=_DESCRIPTION.value,
                 output_dir=_OUTPUT_DIR.value,
+                float16=_FLOAT16.value,
             )
     except ConfigError as error:  # bad flags, files or workdir
         cli.fail("ship_pretrained.py", error)

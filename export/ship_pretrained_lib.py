@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from draw_tf import config as config_lib
@@ -183,6 +184,7 @@ def ship(
     train_command: str = "",
     description: str = "",
     output_dir: str = pretrained.DIRECTORY,
+    float16: bool = False,
 ) -> dict:
     """Evaluates a workdir's best checkpoint and ships it as `name`.
 
@@ -196,12 +198,18 @@ def ship(
       train_command: the command that trained it, for the record.
       description: one line on what the model is.
       output_dir: where the model directories are.
+      float16: store the weights in float16 (half the bytes). They are
+        rounded first and every number of the record is measured with the
+        rounded weights; refused if that moves the test bound (negative
+        ELBO, or the error rate of a classifier) by more than
+        `FLOAT16_TOLERANCE` from the float32 weights'.
 
     Returns:
       The record written.
 
     Raises:
-      ShipError: on a bad name, workdir or checkpoint.
+      ShipError: on a bad name, workdir or checkpoint, or float16 weights
+        that do not keep the bound.
     """
     if not name or "/" in name or name.startswith("."):
         raise ShipError(f"--name={name!r} must be a plain directory name.")
@@ -238,6 +246,9 @@ def ship(
         raise ShipError(f"--workdir={workdir} has no checkpoint to ship.")
     steps = int(experiment.step.numpy())
     classify = config.task == "classify"
+    float32_test = None
+    if float16:
+        float32_test = _round_to_float16(experiment, splits, name)
     test = experiment.evaluate_split(
         splits.test,
         splits.test_labels,
@@ -277,6 +288,8 @@ def ship(
         "image_shape": [int(size) for size in splits.image_shape],
         "config": shipped_config,
         "test": test,
+        "weights_dtype": "float16" if float16 else "float32",
+        "float32_test": float32_test,
         "subset": dict(subset, evaluator_seed=config.seed + 1),
         "sample_subset": sample_subset(experiment),
         "init_from": workdir_layout.read_json(
@@ -316,15 +329,47 @@ def ship(
     staging = os.path.join(output_dir, f".tmp-{name}")
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
-    experiment.model.save_weights(
-        os.path.join(staging, pretrained.WEIGHTS_FILE)
-    )
+    weights_path = os.path.join(staging, pretrained.WEIGHTS_FILE)
+    experiment.model.save_weights(weights_path)
+    if float16:
+        pretrained.store_float16(weights_path)
     with open(os.path.join(staging, pretrained.RECORD_FILE), "w") as file:
         json.dump(record, file, indent=2, sort_keys=True)
         file.write("\n")
     shutil.rmtree(final, ignore_errors=True)
     os.rename(staging, final)
     return record
+
+
+# How far float16 weights may move the test bound (nats; for a classifier,
+# the error rate) from the float32 ones before a float16 ship is refused.
+FLOAT16_TOLERANCE = 0.01
+
+
+def _round_to_float16(experiment, splits, name: str) -> dict:
+    """Rounds the model's weights to float16; the float32 test results.
+
+    Raises:
+      ShipError: if the rounding moves the test bound past the tolerance.
+    """
+    classify = experiment.config.task == "classify"
+    key = "error_rate" if classify else "negative_elbo"
+    before = experiment.evaluate_split(splits.test, splits.test_labels)
+    model = experiment.model
+    model.set_weights(
+        [
+            np.asarray(value).astype(np.float16).astype(np.float32)
+            for value in model.get_weights()
+        ]
+    )
+    after = experiment.evaluate_split(splits.test, splits.test_labels)
+    if abs(after[key] - before[key]) > FLOAT16_TOLERANCE:
+        raise ShipError(
+            f"--float16: {name}'s test {key} moves from {before[key]:.4f} "
+            f"to {after[key]:.4f} with float16 weights (more than "
+            f"{FLOAT16_TOLERANCE}); ship it in float32."
+        )
+    return before
 
 
 # How far the shipped weights' bound on the record's test subset may be

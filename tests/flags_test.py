@@ -222,6 +222,7 @@ def test_every_flag_of_the_other_binaries_is_one_line(
                 "output_dir": [str(a_file), "/proc/no_such_dir"],
                 "train_command": [],
                 "description": [],
+                "float16": ["maybe"],
             },
         ),
         "serving/client.py": (
