@@ -14,16 +14,32 @@ writer, under the same tags as the tf.distribute trainer's `tf.summary`
 """
 
 import io
+import os
+import socket
+import time
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 
 class EventWriter:
-    """Appends summaries to a TensorBoard events file in `directory`."""
+    """Appends summaries to a new TensorBoard events file in `directory`.
+
+    Plain file writes (TensorBoard's own `EventFileWriter` reaches for
+    TensorFlow's file system when TensorFlow is installed, importing it).
+    """
 
     def __init__(self, directory: str):
-        self._writer = EventFileWriter(directory)
+        os.makedirs(directory, exist_ok=True)
+        name = (
+            f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+            f".{os.getpid()}.v2"
+        )
+        self._writer = RecordWriter(open(os.path.join(directory, name), "wb"))
+        header = event_pb2.Event(
+            wall_time=time.time(), file_version="brain.Event:2"
+        )
+        self._writer.write(header.SerializeToString())
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         """One scalar at `step`."""
@@ -52,11 +68,9 @@ class EventWriter:
         self._writer.close()
 
     def _write(self, value, step: int) -> None:
-        import time
-
         event = event_pb2.Event(
             wall_time=time.time(),
             step=int(step),
             summary=summary_pb2.Summary(value=[value]),
         )
-        self._writer.add_event(event)
+        self._writer.write(event.SerializeToString())

@@ -198,9 +198,16 @@ class KerasTrainer:
             jit_compile=config.jit_compile,
         )
         self._evaluate_batch = _compiled_bounds(self.model)
-        self.summaries = event_summaries.EventWriter(
-            self._path(workdir.TENSORBOARD)
-        )
+        self._summaries = None
+
+    @property
+    def summaries(self) -> event_summaries.EventWriter:
+        """The TensorBoard writer, made when training first writes to it."""
+        if self._summaries is None:
+            self._summaries = event_summaries.EventWriter(
+                self._path(workdir.TENSORBOARD)
+            )
+        return self._summaries
 
     @property
     def steps_per_epoch(self) -> int:

@@ -297,7 +297,10 @@ class Experiment:
         restored = self.restore()
         if not restored and config.init_from:
             origin = warm_start.initialize(
-                self.model, config, self.splits.image_shape
+                self.model,
+                config,
+                self.splits.image_shape,
+                write_record=self.is_chief,
             )
             logging.info("Initialized the weights from %s.", origin)
         best_path = tf.train.latest_checkpoint(

@@ -78,7 +78,12 @@ def load_shipped(
     return record
 
 
-def initialize(model: keras.Model, config: TrainConfig, image_shape) -> dict:
+def initialize(
+    model: keras.Model,
+    config: TrainConfig,
+    image_shape,
+    write_record: bool = True,
+) -> dict:
     """Loads `config.init_from`'s weights into `model` (a new run's start).
 
     Args:
@@ -87,6 +92,8 @@ def initialize(model: keras.Model, config: TrainConfig, image_shape) -> dict:
         best TensorFlow checkpoint, else its latest, else the best
         weights `fit()` wrote).
       image_shape: the data's (height, width, channels).
+      write_record: write `init_from.json` (the chief only, under several
+        workers: they share the workdir).
 
     Returns:
       The origin, also written to `<config.workdir>/init_from.json`.
@@ -112,8 +119,9 @@ def initialize(model: keras.Model, config: TrainConfig, image_shape) -> dict:
             f"({', '.join(pretrained.names())}) nor a workdir."
         )
     origin["unix_time"] = round(time.time())
-    with open(workdir.path(config.workdir, workdir.INIT_FROM), "w") as file:
-        json.dump(origin, file, indent=2, sort_keys=True)
+    if write_record:
+        with open(workdir.path(config.workdir, workdir.INIT_FROM), "w") as file:
+            json.dump(origin, file, indent=2, sort_keys=True)
     return origin
 
 
@@ -136,17 +144,28 @@ def _load_workdir(model, config, image_shape, directory: str) -> dict:
                 f"{keras.backend.backend()} start from a workdir trained "
                 "there or from a shipped model."
             )
-    weights = workdir.find_weights(directory)
-    if weights is None:
-        raise ConfigError(
-            f"--init_from={directory} has no checkpoint; train it first."
-        )
-    if weights.kind == "tensorflow":
-        import tensorflow as tf
+    try:
+        weights = workdir.find_weights(directory)
+        if weights is None:
+            raise ConfigError(
+                f"--init_from={directory} has no checkpoint; train it first."
+            )
+        if weights.kind == "tensorflow":
+            import tensorflow as tf
 
-        tf.train.Checkpoint(model=model).restore(weights.path).expect_partial()
-    else:
-        model.load_weights(weights.path)
+            status = tf.train.Checkpoint(model=model).restore(weights.path)
+            status.assert_existing_objects_matched().expect_partial()
+        else:
+            model.load_weights(weights.path)
+    except ConfigError:
+        raise
+    except Exception as error:  # a damaged workdir: files, checkpoints
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(
+            f"--init_from={directory}: its weights cannot be read "
+            f"({type(error).__name__}: {first_line}); expected a workdir "
+            "that train.py wrote."
+        ) from None
     return dict(
         kind="workdir",
         workdir=os.path.abspath(directory),

@@ -292,9 +292,7 @@ def ship(
         "float32_test": float32_test,
         "subset": dict(subset, evaluator_seed=config.seed + 1),
         "sample_subset": sample_subset(experiment),
-        "init_from": workdir_layout.read_json(
-            workdir, workdir_layout.INIT_FROM
-        ),
+        "init_from": _shipped_origin(workdir),
         "paper": PAPER_RESULTS.get(
             (config.task, config.dataset, bool(config.attention)), {}
         ),
@@ -339,6 +337,18 @@ def ship(
     shutil.rmtree(final, ignore_errors=True)
     os.rename(staging, final)
     return record
+
+
+def _shipped_origin(workdir: str) -> dict | None:
+    """The run's init_from.json, the source workdir named without its path.
+
+    A record holds no machine's paths: a source workdir is named by its
+    directory name (a shipped source by its model name, as it is).
+    """
+    origin = workdir_layout.read_json(workdir, workdir_layout.INIT_FROM)
+    if origin and origin.get("workdir"):
+        origin = dict(origin, workdir=os.path.basename(origin["workdir"]))
+    return origin
 
 
 # How far float16 weights may move the test bound (nats; for a classifier,

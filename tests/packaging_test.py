@@ -97,6 +97,7 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
             re.match(rf"{package}[<>=]", r) for r in extras["tensorflow"]
         )
     assert [r for r in extras["jax"] if re.match(r"jax[<>=]", r)], extras
+    assert [r for r in extras["jax"] if re.match(r"tensorboard[<>=]", r)]
     assert not [r for r in extras["jax"] if "tensorflow" in r], extras
     assert any("tensorflow-serving-api" in r for r in extras["serving"])
     assert any(

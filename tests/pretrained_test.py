@@ -442,3 +442,12 @@ def test_float16_ship_stores_half_the_bytes_measured_as_shipped(
             output_dir=str(output),
             float16=True,
         )
+
+
+def test_a_records_init_from_names_no_machine_path(tmp_path):
+    (tmp_path / "init_from.json").write_text(
+        json.dumps({"kind": "workdir", "workdir": "/home/me/runs/first"})
+    )
+    origin = ship_pretrained_lib._shipped_origin(str(tmp_path))
+    assert origin == {"kind": "workdir", "workdir": "first"}
+    assert ship_pretrained_lib._shipped_origin(str(tmp_path / "no")) is None

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -115,3 +116,31 @@ def test_a_workdir_of_another_architecture_is_refused(
 def test_init_from_needs_train_mode(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--mode=train"):
         tiny_config(tmp_path, mode="evaluate", init_from="mnist_attention")
+
+
+def test_a_damaged_source_workdir_is_one_line(trained_workdir, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained_workdir, damaged)
+    for data_file in (damaged / "best").glob("*.data-*"):
+        data_file.write_bytes(b"not a checkpoint")
+    config = tiny_config(tmp_path / "run", init_from=str(damaged))
+    experiment = _experiment(config)
+    with pytest.raises(config_lib.ConfigError, match="cannot be read") as error:
+        warm_start.initialize(
+            experiment.model, config, experiment.splits.image_shape
+        )
+    assert "\n" not in str(error.value)
+
+
+def test_only_the_recording_worker_writes_init_from_json(
+    trained_workdir, tmp_path
+):
+    config = tiny_config(tmp_path / "run", init_from=str(trained_workdir))
+    experiment = _experiment(config)
+    warm_start.initialize(
+        experiment.model,
+        config,
+        experiment.splits.image_shape,
+        write_record=False,
+    )
+    assert not (tmp_path / "run" / "init_from.json").exists()
