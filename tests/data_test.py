@@ -300,6 +300,8 @@ def test_offline_without_local_mnist_fails_in_seconds(
 
     monkeypatch.setattr(tfds, "load", must_not_download)
     monkeypatch.setattr(data, "TFDS_DOWNLOAD_HOST", ("127.0.0.1", 9))
+    for proxy in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     config = _config(
         tmp_path, data_dir="", tfds_data_dir=str(tmp_path / "tfds")
     )
@@ -312,6 +314,8 @@ def test_offline_without_local_mnist_fails_in_seconds(
 
 
 def test_download_host_probe_answers_within_its_timeout(monkeypatch):
+    for proxy in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
     # A port nothing listens on: refused at once.
     monkeypatch.setattr(data, "TFDS_DOWNLOAD_HOST", ("127.0.0.1", 9))
     assert data.download_host_reachable(timeout=1.0) is False
@@ -325,6 +329,12 @@ def test_download_host_probe_answers_within_its_timeout(monkeypatch):
     started = time.monotonic()
     assert data.download_host_reachable(timeout=1.0) is False
     assert time.monotonic() - started < 3
+
+
+def test_behind_a_proxy_the_probe_leaves_it_to_tfds(monkeypatch):
+    monkeypatch.setattr(data, "TFDS_DOWNLOAD_HOST", ("127.0.0.1", 9))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert data.download_host_reachable(timeout=1.0) is True
 
 
 def _batches(dataset):
