@@ -7,27 +7,16 @@ same weights as one device, as the TensorFlow two-replica test checks
 for tf.distribute.
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.jax_subprocess import run_on_jax
 
 pytestmark = pytest.mark.slow
 
 
 def _train_on(devices, tmp_path):
     output = tmp_path / f"devices_{devices}.npz"
-    environment = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        DRAW_TF_BLOCK_TENSORFLOW="1",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-    )
     # conftest.py's block of TensorFlow, outside pytest.
     script = (
         "import sys, runpy; sys.modules['tensorflow'] = None; "
@@ -35,17 +24,11 @@ def _train_on(devices, tmp_path):
         f"{str(output)!r}]; "
         "runpy.run_module('tests.data_parallel_main', run_name='__main__')"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
+    run_on_jax(
+        ["-c", script],
         timeout=600,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
     )
-    assert completed.returncode == 0, (completed.stdout + completed.stderr)[
-        -4000:
-    ]
     return dict(np.load(output))
 
 

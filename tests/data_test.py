@@ -413,11 +413,13 @@ def test_eval_dataset_keeps_every_image_in_order():
 def test_shared_mnist_copy_reads_if_present():
     import pathlib
 
-    directory = (
-        pathlib.Path(__file__).resolve().parents[2] / "shared/data/mnist"
-    )
-    if not directory.exists():
-        pytest.skip("no ../shared/data/mnist here")
+    found = data.find_local_mnist()
+    if not found:
+        pytest.skip(
+            "reads the full MNIST idx files ($DRAW_TF_MNIST_DIR or "
+            "../shared/data/mnist), absent here"
+        )
+    directory = pathlib.Path(found)
     test = data.read_idx(str(directory / "t10k-images-idx3-ubyte.gz"))
     labels = data.read_idx(
         str(directory / "t10k-labels-idx1-ubyte.gz"), expected_magic=2049

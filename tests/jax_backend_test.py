@@ -16,13 +16,12 @@ import json
 import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import draw_tf
+from tests.jax_subprocess import run_on_jax
 
 # End to end (binaries, subprocesses): not in the quick loop.
 pytestmark = pytest.mark.slow
@@ -39,23 +38,8 @@ PORTABLE_TESTS = [
 
 
 def _run_on_jax(args, timeout, cwd=ROOT):
-    environment = dict(
-        os.environ, KERAS_BACKEND="jax", DRAW_TF_BLOCK_TENSORFLOW="1"
-    )
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [ROOT, environment.get("PYTHONPATH", "")]
-    )
-    completed = subprocess.run(
-        [sys.executable, *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-6000:]
-    return output
+    completed = run_on_jax(args, timeout, cwd)
+    return completed.stdout + completed.stderr
 
 
 def test_portable_tests_pass_on_jax_without_tensorflow():
@@ -211,25 +195,8 @@ def test_train_py_on_jax_prints_only_its_own_lines(tmp_path):
         "'--read_glimpse_size=2', '--write_patch_size=2']\n"
         "runpy.run_path('train.py', run_name='__main__')\n"
     )
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("TF_CPP_MIN_LOG_LEVEL", "DRAW_TF_BLOCK_TENSORFLOW")
-    }
-    environment.update(
-        KERAS_BACKEND="jax",
-        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_on_jax(["-c", script], timeout=300, block_tensorflow=False)
     output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output[-4000:]
     assert "tensorflow imported: False" in completed.stdout, output[-4000:]
     for noise in ("cuda", "InitializeLog", "oneDNN", "libtpu"):
         assert noise not in output, (noise, output[-4000:])
