@@ -1,9 +1,11 @@
 """Trains, evaluates and draws DRAW models: `python train.py --flagfile=...`.
 
-Flags only; the work is in `draw_tf.training` (tf.distribute) when Keras
-runs on TensorFlow, and in `draw_tf.keras_training` (`fit()`) on another
-backend (`KERAS_BACKEND=jax`, where TensorFlow need not be installed). A
-user error (a bad flag, missing or corrupt data, a workdir of another
+Flags only; the work is in `draw_tf.trainer`, the run loop, with one of
+two engines: tf.distribute (`draw_tf.tensorflow.distributed_engine`), the
+default when Keras runs on TensorFlow, or Keras `fit()`
+(`draw_tf.keras_engine`), the default on another backend
+(`KERAS_BACKEND=jax`, where TensorFlow need not be installed). A user
+error (a bad flag, missing or corrupt data, a workdir of another
 architecture) ends the run with one line on stderr and exit status 2.
 """
 
@@ -252,6 +254,16 @@ flags.DEFINE_string(
     "<workdir>/init_from.json. Ignored when the workdir has a checkpoint.",
 )
 
+flags.DEFINE_enum(
+    "engine",
+    _DEFAULTS.engine,
+    config_lib.ENGINES,
+    "distributed: tf.distribute (TensorFlow only; TensorFlow checkpoints); "
+    "keras: Keras fit() on the backend Keras runs on (.keras checkpoints). "
+    "Empty: distributed on TensorFlow, keras on another backend. A workdir "
+    "resumes with the engine that wrote it.",
+)
+
 
 def _config_values() -> dict:
     """The TrainConfig fields from the flags (and a shipped model's)."""
@@ -285,34 +297,34 @@ def main(argv):
     try:
         config = config_lib.TrainConfig(**_config_values())
         config.validate()
-        if backend.is_tensorflow():
-            run_with_tensorflow(config)
-        else:
-            run_with_keras(config)
+        run(config)
     except config_lib.ConfigError as error:
         cli.fail("train.py", error)
     except errors.TrainingDivergedError as error:
         cli.fail("train.py", error, status=1)
 
 
-def run_with_tensorflow(config):
-    """draw_tf.training: tf.distribute, tf.data, TensorFlow checkpoints."""
-    from draw_tf import distribution, training
+def run(config):
+    """The run loop (`draw_tf.trainer`) with the config's engine."""
+    from draw_tf import trainer
 
-    # Logical devices must exist before TensorFlow runs anything.
-    if not os.environ.get("TF_CONFIG"):
-        distribution.configure_cpu_devices(config.num_cpu_devices)
-    training.run(config)
+    make_engine = trainer.default_engine(config)
+    if backend.is_tensorflow():
+        from draw_tf.tensorflow import distribution
 
+        # Logical devices must exist before TensorFlow runs anything.
+        if not os.environ.get("TF_CONFIG"):
+            distribution.configure_cpu_devices(config.num_cpu_devices)
+    else:
+        from draw_tf import startup
 
-def run_with_keras(config):
-    """draw_tf.keras_training: fit() on the backend Keras runs on."""
-    from draw_tf import keras_training, startup
-
-    startup.keep_tensorflow_unimported()
-
-    logging.info("Keras backend %s: training with fit().", backend.name())
-    keras_training.run(config)
+        startup.keep_tensorflow_unimported()
+    logging.info(
+        "Keras backend %s: training with the %s engine.",
+        backend.name(),
+        make_engine.__name__,
+    )
+    trainer.run(config, make_engine)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,9 @@ from draw_tf import (  # noqa: E402
     cli,
     composite_mnist,
     data,
-    distribution,
+    loading,
     machine,
     pretrained,
-    training,
 )
 from draw_tf import config as config_lib  # noqa: E402
 from export import ship_pretrained_lib  # noqa: E402
@@ -119,18 +118,16 @@ def report(max_examples: int, found_radius: float) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         config = _config(scratch)
         splits = data.load_splits(config)
-        experiment = training.Experiment(
-            config, distribution.make_strategy(), splits
-        )
         if _PRETRAINED.value:
-            experiment.load_pretrained(_PRETRAINED.value)
+            model = loading.load_shipped(
+                config, splits.image_shape, _PRETRAINED.value
+            ).model
             source = f"pretrained:{_PRETRAINED.value}"
         else:
-            source = experiment.restore_for_evaluation()
-            if source is None:
-                raise config_lib.ConfigError(
-                    f"--workdir={_WORKDIR.value} has no checkpoint to analyze."
-                )
+            loaded = loading.load_workdir(
+                config, splits.image_shape, _WORKDIR.value
+            )
+            model, source = loaded.model, loaded.path
     digits, labels = _test_digits(config)
     images, composite_labels, info = composite_mnist.cluttered_mnist(
         digits, labels, len(digits), seed=[config.seed, _TEST_SEED_INDEX]
@@ -147,9 +144,7 @@ def report(max_examples: int, found_radius: float) -> dict:
     logits, windows = [], []
     for start in range(0, count, config.eval_batch_size):
         stop = min(start + config.eval_batch_size, count)
-        outputs = experiment.model(
-            images[start:stop].astype(np.float32) / 255.0
-        )
+        outputs = model(images[start:stop].astype(np.float32) / 255.0)
         logits.append(np.asarray(outputs["logits"]))
         windows.append(np.asarray(outputs["read_windows"]))
     results = cluttered_errors_lib.analyze(

@@ -10,15 +10,17 @@ r"""draw_tf's training step in two checkouts, interleaved window by window.
 Is a change faster or slower? On a shared CPU the speed drifts by 10-20%
 within minutes, so timing one checkout and then the other measures the
 drift. This starts one worker process per checkout (each imports its own
-draw_tf and builds `training.Experiment` at the paper's MNIST config on
-synthetic images), warms both up, then alternates them window by window
-(before, after, after, before, ...): only one runs at a time, on all the
-cores. It prints one JSON line: each side's examples/s per window and
-median, the ratio of the medians (after / before) and the median of the
-per-window ratios, and the CPU kind. `--before_config` / `--after_config`
-(TrainConfig fields as JSON) and `--before_env` / `--after_env`
-(NAME=VALUE, repeatable) set one side apart, so that one checkout can be
-compared with itself under other settings.
+draw_tf and builds its tf.distribute training step at the paper's MNIST
+config on synthetic images: `DistributedEngine`, or
+`training.Experiment` in a checkout from before the run loop was
+shared), warms both up, then alternates them window by window (before,
+after, after, before, ...): only one runs at a time, on all the cores.
+It prints one JSON line: each side's examples/s per window and median,
+the ratio of the medians (after / before) and the median of the
+per-window ratios, and the CPU kind. `--before_config` /
+`--after_config` (TrainConfig fields as JSON) and `--before_env` /
+`--after_env` (NAME=VALUE, repeatable) set one side apart, so that one
+checkout can be compared with itself under other settings.
 """
 
 import argparse
@@ -54,9 +56,16 @@ def _count(text: str) -> int:
 
 def _checkout(text: str) -> str:
     path = os.path.abspath(text)
-    if not os.path.isfile(os.path.join(path, "draw_tf", "training.py")):
+    if not any(
+        os.path.isfile(os.path.join(path, "draw_tf", *name))
+        for name in (
+            ("tensorflow", "distributed_engine.py"),
+            ("training.py",),  # before the run loop was shared
+        )
+    ):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a draw_tf checkout (no draw_tf/training.py)"
+            f"{text!r} is not a draw_tf checkout (no "
+            "draw_tf/tensorflow/distributed_engine.py)"
         )
     return path
 
@@ -126,7 +135,7 @@ def worker(checkout: str, settings: dict) -> None:
     import tensorflow as tf
 
     from draw_tf import config as config_lib
-    from draw_tf import data, training
+    from draw_tf import data
 
     try:
         config = config_lib.TrainConfig(
@@ -145,9 +154,18 @@ def worker(checkout: str, settings: dict) -> None:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     splits = data.load_splits(config)
-    experiment = training.Experiment(
-        config, tf.distribute.get_strategy(), splits
-    )
+    try:
+        from draw_tf.tensorflow import distributed_engine
+    except ImportError:  # a checkout from before the shared run loop
+        from draw_tf import training
+
+        experiment = training.Experiment(
+            config, tf.distribute.get_strategy(), splits
+        )
+    else:
+        experiment = distributed_engine.make_trainer(
+            config, tf.distribute.get_strategy(), splits
+        ).engine
     batches = list(
         data.train_dataset(
             splits.train,

@@ -23,7 +23,8 @@ import draw_tf
 from bench import op_profile
 from draw_tf import config as config_lib
 from draw_tf import data as data_lib
-from draw_tf import distribution, machine, training
+from draw_tf import machine
+from draw_tf.tensorflow import distributed_engine, distribution
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,7 +149,7 @@ def training_throughput(
     profile_steps: int = 0,
     strategy: tf.distribute.Strategy | None = None,
 ) -> dict:
-    """Examples/s of `Experiment.train_step`, what train.py runs.
+    """Examples/s of `DistributedEngine.train_step`, what train.py runs.
 
     Batches come from the real input pipeline but are fetched before the
     clock starts (the pipeline is timed on its own by
@@ -176,22 +177,24 @@ def training_throughput(
     config = dataclasses.replace(config, jit_compile=jit_compile)
     strategy = strategy or distribution.make_strategy()
     splits = data_lib.load_splits(config)
-    experiment = training.Experiment(config, strategy, splits)
+    experiment = distributed_engine.make_trainer(config, strategy, splits)
     experiment.model.implementation = implementation  # before any trace
     batches = list(_training_batches(config, splits, 4))
     start = time.perf_counter()
-    metrics = experiment.train_step(batches[0])
+    metrics = experiment.engine.train_step(batches[0])
     loss = float(metrics["negative_elbo"])
     first_step_seconds = time.perf_counter() - start
     for step in range(warmup_steps):
         loss = float(
-            experiment.train_step(batches[step % len(batches)])["negative_elbo"]
+            experiment.engine.train_step(batches[step % len(batches)])[
+                "negative_elbo"
+            ]
         )
     rates = []
     for _ in range(windows):
         start = time.perf_counter()
         for step in range(steps_per_window):
-            metrics = experiment.train_step(batches[step % len(batches)])
+            metrics = experiment.engine.train_step(batches[step % len(batches)])
         loss = float(metrics["negative_elbo"])  # waits for the steps
         seconds = time.perf_counter() - start
         rates.append(steps_per_window * config.batch_size / seconds)
@@ -205,7 +208,9 @@ def training_throughput(
 
         def run_steps(count):
             for step in range(count):
-                metrics = experiment.train_step(batches[step % len(batches)])
+                metrics = experiment.engine.train_step(
+                    batches[step % len(batches)]
+                )
             float(metrics["negative_elbo"])
 
         result["profile"] = op_profile.op_time_by_type(run_steps, profile_steps)

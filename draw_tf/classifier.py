@@ -84,6 +84,7 @@ class DrawClassifier(keras.Model):
         )
         self.lstm = keras.layers.LSTMCell(units, name="lstm")
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.build()
 
     def build(self, input_shape=None):
@@ -117,6 +118,35 @@ class DrawClassifier(keras.Model):
             "logits": self.classifier(hidden),
             "read_windows": ops.stack(windows, axis=1),
         }
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """The loss `fit()` minimises: the mean cross-entropy, nats.
+
+        Keras calls it with `x` the images [batch, height, width,
+        channels], `y` their int labels [batch] and `y_pred` this model's
+        outputs on them. It also updates the `accuracy` metric.
+
+        Returns:
+          A scalar: the (weighted) mean cross-entropy over the batch.
+        """
+        del training  # no dropout
+        if y_pred is None:
+            y_pred = self(x)
+        terms = classification_terms(y, y_pred["logits"])
+        self.accuracy_tracker.update_state(
+            terms["correct"], sample_weight=sample_weight
+        )
+        per_image = terms["cross_entropy"]
+        if sample_weight is None:
+            return ops.mean(per_image)
+        weights = ops.reshape(
+            ops.convert_to_tensor(sample_weight, per_image.dtype), (-1,)
+        )
+        return ops.sum(per_image * weights) / ops.maximum(
+            ops.sum(weights), 1e-12
+        )
 
     def get_config(self):
         return {

@@ -29,6 +29,8 @@ BINARIZATIONS = ("static", "dynamic", "none")
 MODES = ("train", "evaluate", "draw")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")  # draw_tf.cell.PRECISIONS
+# "" picks the backend's: tf.distribute on TensorFlow, fit() elsewhere.
+ENGINES = ("", "distributed", "keras")
 
 # The fields that fix the model's variables: a workdir's checkpoint can
 # only be restored into a model with the same values.
@@ -110,6 +112,7 @@ class TrainConfig:
     num_pictures: int = 16
     pretrained: str = ""
     init_from: str = ""
+    engine: str = ""
 
     def validate(self) -> "TrainConfig":
         """Checks every field; raises ConfigError naming the bad flag."""
@@ -123,6 +126,7 @@ class TrainConfig:
             LEARNING_RATE_SCHEDULES,
         )
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("engine", self.engine, ENGINES)
         if self.resample_composites:
             if self.dataset not in COMPOSITE_DATASETS:
                 raise ConfigError(

@@ -10,7 +10,7 @@ so a training step traces in seconds rather than tens of seconds at
 T = 64, and it is small enough for XLA to compile in seconds, which is
 what makes train.py's default (`--jit_compile`) about 1.4x faster on CPU
 (bench/). On TensorFlow the loop is a `tf.while_loop` over TensorArrays
-(`draw_tf.unrolling_tensorflow`); on the other backends it is
+(`draw_tf.tensorflow.unrolling`); on the other backends it is
 `keras.ops.scan` (`jax.lax.scan` on JAX).
 
 `generate` (what `DrawModel.generate` uses) exploits what generation does
@@ -74,7 +74,7 @@ def unroll(
         return reference_unroll(cell, images, noise, return_canvases)
     keys = step_keys(cell, return_canvases)
     if backend.is_tensorflow():
-        from draw_tf import unrolling_tensorflow
+        from draw_tf.tensorflow import unrolling as unrolling_tensorflow
 
         return unrolling_tensorflow.unroll(
             cell, images, noise, keys, steps_per_iteration
@@ -122,7 +122,7 @@ def generate(cell, noise):
     """
     num_steps = noise.shape[1]
     if backend.is_tensorflow():
-        from draw_tf import unrolling_tensorflow
+        from draw_tf.tensorflow import unrolling as unrolling_tensorflow
 
         hidden = unrolling_tensorflow.decoder_hidden_states(cell, noise)
     else:

@@ -2,10 +2,9 @@
 
 `train.py --init_from=SOURCE` starts a new run from SOURCE's weights
 instead of a random init (the optimizer and the step start afresh), and
-`--pretrained=NAME` evaluates or draws a shipped model. Both trainers
-(`draw_tf.training` on TensorFlow, `draw_tf.keras_training` with `fit()`)
-load through here, so the same flags check the same things on every
-backend:
+`--pretrained=NAME` evaluates or draws a shipped model. The run loop
+(`draw_tf.trainer`) loads through here with either engine, so the same
+flags check the same things on every backend:
 
     origin = warm_start.initialize(model, config, image_shape)
     # {"kind": "pretrained", "name": ..., "steps": ..., "test": {...}}
@@ -15,15 +14,14 @@ The origin is written to `<workdir>/init_from.json` and goes into the
 shipped model's record.
 """
 
-import dataclasses
 import json
 import os
 import time
 
 import keras
 
-from draw_tf import pretrained, workdir
-from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
+from draw_tf import loading, pretrained, workdir
+from draw_tf.config import ConfigError, TrainConfig
 
 
 def shipped_record(
@@ -127,48 +125,12 @@ def initialize(
 
 def _load_workdir(model, config, image_shape, directory: str) -> dict:
     """Loads another workdir's best (else latest) weights into `model`."""
-    if not os.path.exists(workdir.path(directory, workdir.CONFIG)):
-        raise ConfigError(
-            f"--init_from={directory} has no config.json; expected a workdir "
-            "that train.py wrote, or a shipped model's name."
-        )
-    check_workdir_architecture(
-        dataclasses.replace(config, workdir=directory),
-        [int(size) for size in image_shape],
-        flag="init_from",
+    path, step = loading.restore_workdir_weights(
+        model, config, image_shape, directory, flag="init_from"
     )
-    if workdir.has_tensorflow_checkpoints(directory):
-        if keras.backend.backend() != "tensorflow":
-            raise ConfigError(
-                f"--init_from={directory} holds TensorFlow checkpoints; on "
-                f"{keras.backend.backend()} start from a workdir trained "
-                "there or from a shipped model."
-            )
-    try:
-        weights = workdir.find_weights(directory)
-        if weights is None:
-            raise ConfigError(
-                f"--init_from={directory} has no checkpoint; train it first."
-            )
-        if weights.kind == "tensorflow":
-            import tensorflow as tf
-
-            status = tf.train.Checkpoint(model=model).restore(weights.path)
-            status.assert_existing_objects_matched().expect_partial()
-        else:
-            model.load_weights(weights.path)
-    except ConfigError:
-        raise
-    except Exception as error:  # a damaged workdir: files, checkpoints
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        raise ConfigError(
-            f"--init_from={directory}: its weights cannot be read "
-            f"({type(error).__name__}: {first_line}); expected a workdir "
-            "that train.py wrote."
-        ) from None
     return dict(
         kind="workdir",
         workdir=os.path.abspath(directory),
-        checkpoint=os.path.relpath(weights.path, directory),
-        steps=weights.step,
+        checkpoint=os.path.relpath(path, directory),
+        steps=step,
     )

@@ -255,7 +255,7 @@ def find_checkpoint(workdir: str, checkpoint: str = "") -> str:
             )
         return checkpoint
     # The best, else the latest; a TensorFlow checkpoint, or the weights
-    # fit() wrote on another backend (keras_training).
+    # fit() wrote on another backend (`draw_tf.keras_engine`).
     weights = workdir_layout.find_weights(workdir)
     if weights:
         return weights.path

@@ -26,15 +26,15 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from draw_tf import config as config_lib
-from draw_tf import data as data_lib
 from draw_tf import (
-    distribution,
+    bounds,
+    loading,
     machine,
     mnist_sample,
     pretrained,
-    training,
 )
+from draw_tf import config as config_lib
+from draw_tf import data as data_lib
 from draw_tf import workdir as workdir_layout
 
 # A downtime longer than this between two summaries is not training time.
@@ -90,7 +90,7 @@ def training_wall_seconds(workdir: str) -> float:
     The sum of the gaps between consecutive events, leaving out gaps over
     15 minutes (the run was stopped), so it counts training, validation
     and checkpoints, not the time between a kill and the resume. A workdir
-    trained with fit() (`draw_tf.keras_training`, e.g. on JAX) records its
+    trained with fit() (`draw_tf.keras_engine`, e.g. on JAX) records its
     seconds in keras_checkpoints/state.json instead. Steps whose events
     are not in the workdir are not counted: see `untimed_step_ranges`.
     """
@@ -153,23 +153,27 @@ def _untimed_steps(
     ]
 
 
-def sample_subset(experiment: training.Experiment) -> dict | None:
+def sample_subset(model, config: config_lib.TrainConfig) -> dict | None:
     """A model's results on the shipped MNIST sample's test images.
 
     What the shipped models' tests check offline (`draw_tf.mnist_sample`:
     the first 500 test digits; composites built from them for
     two_digit_mnist and cluttered_mnist). None for other datasets.
+
+    Args:
+      model: the model, with its weights.
+      config: its config (dataset, seed, evaluation batch).
     """
-    config = experiment.config
     if config.dataset not in data_lib.MNIST_BASED_DATASETS:
         return None
     images, labels = mnist_sample.test_images(config)
-    if config.task == "classify":
-        results = experiment.evaluator(images, labels)
-    else:
-        results = experiment.evaluator(images)
+    results = _evaluate(model, config, images, labels)
+    noise = {} if config.task == "classify" else {"noise": bounds.NOISE}
     return dict(
-        results, evaluator_seed=config.seed + 1, source="draw_tf.mnist_sample"
+        results,
+        evaluator_seed=config.seed + 1,
+        source="draw_tf.mnist_sample",
+        **noise,
     )
 
 
@@ -227,44 +231,43 @@ def ship(
     dataclasses.replace(
         config, importance_samples=importance_samples
     ).check_fits_in_memory(splits.image_shape)
-    experiment = training.Experiment(
-        config, distribution.make_strategy(), splits
-    )
-    if checkpoint:
-        try:
-            experiment.checkpoint.restore(
-                checkpoint
-            ).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as error:
-            raise ShipError(
-                f"--checkpoint={checkpoint}: {str(error).splitlines()[0]}"
-            ) from None
-        used = checkpoint
-    else:
-        used = experiment.restore_for_evaluation()
-    if not used:
-        raise ShipError(f"--workdir={workdir} has no checkpoint to ship.")
-    steps = int(experiment.step.numpy())
+    try:
+        loaded = loading.load_workdir(
+            config,
+            splits.image_shape,
+            workdir,
+            checkpoint=checkpoint,
+        )
+    except config_lib.ConfigError as error:
+        raise ShipError(str(error)) from None
+    model, used = loaded.model, loaded.path
+    steps = loaded.step
     classify = config.task == "classify"
+    selection_key = "error_rate" if classify else "negative_elbo"
     float32_test = None
     if float16:
-        float32_test = experiment.evaluate_split(
-            splits.test, splits.test_labels
-        )
-        _round_to_float16(experiment.model)
-    test = experiment.evaluate_split(
+        float32_test = _evaluate(model, config, splits.test, splits.test_labels)
+        _round_to_float16(model)
+    test = _evaluate(
+        model,
+        config,
         splits.test,
         splits.test_labels,
         0 if classify else importance_samples,
     )
     if float16:
         _check_float16_kept_the_bound(float32_test, test, classify, name)
-    subset = experiment.evaluate_split(
+    subset = _evaluate(
+        model,
+        config,
         splits.test[:subset_size],
         None
         if splits.test_labels is None
         else splits.test_labels[:subset_size],
     )
+    if not classify:
+        test = dict(test, noise=bounds.NOISE)
+        subset = dict(subset, noise=bounds.NOISE)
     shipped_config = dict(
         dataclasses.asdict(config),
         workdir="",
@@ -282,7 +285,7 @@ def ship(
         "shipped": datetime.date.today().isoformat(),
         "checkpoint": os.path.basename(used),
         "steps": steps,
-        "epochs": round(steps / experiment.steps_per_epoch, 2),
+        "epochs": round(steps / (len(splits.train) // config.batch_size), 2),
         "training_wall_hours": round(wall_seconds / 3600, 2),
         "untimed_steps": untimed,
         "machines": workdir_layout.read_json_lines(
@@ -296,17 +299,13 @@ def ship(
         "weights_dtype": "float16" if float16 else "float32",
         "float32_test": float32_test,
         "subset": dict(subset, evaluator_seed=config.seed + 1),
-        "sample_subset": sample_subset(experiment),
+        "sample_subset": sample_subset(model, config),
         "init_from": _shipped_origin(workdir),
         "paper": PAPER_RESULTS.get(
             (config.task, config.dataset, bool(config.attention)), {}
         ),
         "validation_curve": [
-            {
-                key: entry[key]
-                for key in ("step", experiment.selection_key)
-                if key in entry
-            }
+            {key: entry[key] for key in ("step", selection_key) if key in entry}
             for entry in workdir_layout.read_json_lines(
                 workdir, workdir_layout.VALIDATION
             )
@@ -333,7 +332,7 @@ def ship(
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
     weights_path = os.path.join(staging, pretrained.WEIGHTS_FILE)
-    experiment.model.save_weights(weights_path)
+    model.save_weights(weights_path)
     if float16:
         pretrained.store_float16(weights_path)
     with open(os.path.join(staging, pretrained.RECORD_FILE), "w") as file:
@@ -342,6 +341,14 @@ def ship(
     shutil.rmtree(final, ignore_errors=True)
     os.rename(staging, final)
     return record
+
+
+def _evaluate(model, config, images, labels, importance_samples=0) -> dict:
+    """The run loop's bounds (or classifier numbers) of `model` on images."""
+    evaluate = loading.evaluator(model, config)
+    if config.task == "classify":
+        return evaluate(images, labels)
+    return evaluate(images, importance_samples=importance_samples)
 
 
 def _shipped_origin(workdir: str) -> dict | None:
@@ -462,14 +469,13 @@ def remeasure(
             dataclasses.replace(
                 config, importance_samples=importance_samples
             ).check_fits_in_memory(splits.image_shape)
-        experiment = training.Experiment(
-            config, distribution.make_strategy(), splits
-        )
-        experiment.model.load_weights(weights_path)
-        experiment.step.assign(record["steps"])
+        model = loading.build_model(config, splits.image_shape)
+        model.load_weights(weights_path)
         recorded = record["subset"]
         size = recorded["num_examples"]
-        subset = experiment.evaluate_split(
+        subset = _evaluate(
+            model,
+            config,
             splits.test[:size],
             None if splits.test_labels is None else splits.test_labels[:size],
         )
@@ -480,12 +486,14 @@ def remeasure(
                 f"{size}-image test subset, recorded {recorded[key]:.4f}; "
                 "expected the weights the record was measured with."
             )
-        test = experiment.evaluate_split(
+        test = _evaluate(
+            model,
+            config,
             splits.test,
             splits.test_labels,
             0 if classify else importance_samples,
         )
-    record["test"] = test
+    record["test"] = test if classify else dict(test, noise=bounds.NOISE)
     record["remeasured"] = datetime.date.today().isoformat()
     record["remeasured_on"] = machine.cpu_description()
     if not classify:

@@ -12,7 +12,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("draw_tf", "export", "serving", "bench")
+PACKAGES = ("draw_tf", "draw_tf/tensorflow", "export", "serving", "bench")
 BINARIES = {
     ".": ["train.py"],
     "export": ["export_saved_model.py", "ship_pretrained.py"],
@@ -65,26 +65,36 @@ def test_every_module_is_in_a_target_of_its_package(package):
         assert owners, f"{package}/{source} has no py_library or py_binary"
 
 
-def test_library_deps_follow_the_imports():
-    targets = _targets((ROOT / "draw_tf" / "BUILD").read_text())
-    for source in _sources("draw_tf"):
+@pytest.mark.parametrize("package", ["draw_tf", "draw_tf/tensorflow"])
+def test_library_deps_follow_the_imports(package):
+    targets = _targets((ROOT / package / "BUILD").read_text())
+    for source in _sources(package):
         module = source[:-3]
         rule, body = targets[module]
         assert rule == "py_library", module
-        code = (ROOT / "draw_tf" / source).read_text()
-        imported = set(re.findall(r"^from draw_tf\.(\w+) import", code, re.M))
-        lists = re.findall(r"^from draw_tf import ([^(\n]+)$", code, re.M)
-        lists += re.findall(
-            r"^from draw_tf import \((.*?)\)", code, re.M | re.S
+        code = (ROOT / package / source).read_text()
+        imported = set()
+        pattern = (
+            r"^from draw_tf(\.tensorflow)? import (?:\((.*?)\)|([^(\n]+))$"
         )
-        for names in lists:
-            for item in names.split(","):
+        for subpackage, listed, single in re.findall(
+            pattern, code, re.M | re.S
+        ):
+            where = "draw_tf/tensorflow" if subpackage else "draw_tf"
+            for item in (listed or single).split(","):
                 if item.strip():
-                    imported.add(item.split()[0])  # "data as data_lib"
-        for dependency in sorted(imported - {module}):
-            assert f'":{dependency}"' in body, (
-                f"//draw_tf:{module} imports {dependency} but does not "
-                "depend on it"
+                    imported.add((where, item.split()[0]))  # "data as data_lib"
+        for where, dependency in sorted(imported - {(package, module)}):
+            if where == "draw_tf" and dependency == "tensorflow":
+                continue
+            label = (
+                f'":{dependency}"'
+                if where == package
+                else f'"//{where}:{dependency}"'
+            )
+            assert label in body, (
+                f"//{package}:{module} imports {dependency} but does not "
+                f"depend on {label}"
             )
 
 

@@ -46,7 +46,8 @@ def trained_workdir(tmp_path_factory):
     import tensorflow as tf
 
     from draw_tf import config as config_lib
-    from draw_tf import data, training
+    from draw_tf import data
+    from draw_tf.tensorflow import distributed_engine
     from tests.tiny_run import tiny_config
 
     workdir = tmp_path_factory.mktemp("trained")
@@ -59,7 +60,9 @@ def trained_workdir(tmp_path_factory):
     )
     splits = data.load_splits(config)
     config_lib.check_workdir_architecture(config, splits.image_shape)
-    training.Experiment(config, tf.distribute.get_strategy(), splits).train()
+    distributed_engine.make_trainer(
+        config, tf.distribute.get_strategy(), splits
+    ).train()
     return workdir
 
 

@@ -3,9 +3,10 @@
 Run with `KERAS_BACKEND=jax`, TensorFlow blocked, and
 `XLA_FLAGS=--xla_force_host_platform_device_count=N`:
 `python -m tests.data_parallel_main WORKDIR OUTPUT.npz`. It trains the
-tiny model a few steps with `draw_tf.keras_training` (which spreads the
-batch over every device JAX sees with `keras.distribution.DataParallel`)
-and writes the devices it saw and the weights before and after.
+tiny model a few steps with the fit() engine (`draw_tf.keras_engine`,
+which spreads the batch over every device JAX sees with
+`keras.distribution.DataParallel`) and writes the devices it saw and the
+weights before and after.
 """
 
 import sys
@@ -15,7 +16,8 @@ import keras
 import numpy as np
 
 from draw_tf import config as config_lib
-from draw_tf import data, keras_training
+from draw_tf import data, keras_engine
+from draw_tf import trainer as trainer_lib
 from tests.tiny_run import tiny_config
 
 
@@ -34,9 +36,9 @@ def main(workdir: str, output: str) -> None:
     )
     splits = data.load_splits(config)
     config_lib.check_workdir_architecture(config, splits.image_shape)
-    keras_training.distribute()
+    keras_engine.distribute()
     distribution = keras.distribution.distribution()
-    trainer = keras_training.KerasTrainer(config, splits)
+    trainer = trainer_lib.Trainer(config, splits, keras_engine.KerasEngine)
     initial = {
         f"initial_w{index}": keras.ops.convert_to_numpy(value)
         for index, value in enumerate(trainer.model.get_weights())

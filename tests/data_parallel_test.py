@@ -1,7 +1,7 @@
 """fit() on several JAX devices: the same update as on one.
 
-`draw_tf.keras_training` spreads each batch over every device JAX sees
-(`keras.distribution.DataParallel`). Two CPU devices forced with
+The fit() engine (`draw_tf.keras_engine`) spreads each batch over every
+device JAX sees (`keras.distribution.DataParallel`). Two CPU devices forced with
 `XLA_FLAGS=--xla_force_host_platform_device_count=2` must train to the
 same weights as one device, as the TensorFlow two-replica test checks
 for tf.distribute.

@@ -26,8 +26,10 @@ def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, root)
     # TensorFlow and absl define flags of their own: import them first, so
-    # that the flags new after loading the binary are the binary's.
-    import tensorflow  # noqa: F401
+    # that the flags new after loading the binary are the binary's. (On
+    # another Keras backend train.py never imports TensorFlow.)
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import tensorflow  # noqa: F401
     from absl import app, flags
     from absl.testing import absltest  # noqa: F401
 

@@ -75,6 +75,7 @@ def _train_cases(tmp_path):
         "num_pictures": ["-1", *NOT_INT],
         "pretrained": ["no_such_model"],
         "init_from": ["no_such_model_or_dir"],
+        "engine": ["bogus"],
     }
     # Flags that synthetic data ignores are tried on MNIST.
     on_mnist = {"data_dir", "validation_size"}
@@ -108,6 +109,7 @@ def _train_cases(tmp_path):
             "--binarization=static",
             "--resample_composites",
         ],
+        [*base, "--engine=keras", "--num_cpu_devices=2"],
         [*base, "stray_argument"],
         [*base, "--no_such_flag=1"],
         [*base, f"--flagfile={tmp_path / 'missing.flags'}"],
@@ -127,7 +129,7 @@ def _train_cases(tmp_path):
     return bad, cases
 
 
-def _walk(binary, cases):
+def _walk(binary, cases, **environment):
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "flag_walk.py"), str(binary)],
         input=json.dumps(cases),
@@ -135,7 +137,7 @@ def _walk(binary, cases):
         text=True,
         timeout=600,
         cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **environment),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [
@@ -161,9 +163,15 @@ def _assert_one_line_errors(results, program):
     assert not failures, "\n".join(map(str, failures))
 
 
-def test_every_train_flag_with_bad_values_is_one_line(tmp_path):
+@pytest.mark.parametrize("keras_backend", ["tensorflow", "jax"])
+def test_every_train_flag_with_bad_values_is_one_line(tmp_path, keras_backend):
     bad, cases = _train_cases(tmp_path)
-    defined, results = _walk(ROOT / "train.py", cases)
+    if keras_backend != "tensorflow":
+        # What needs TensorFlow is refused in one line too.
+        cases.append([*cases[0][:-1], "--engine=distributed"])
+    defined, results = _walk(
+        ROOT / "train.py", cases, KERAS_BACKEND=keras_backend
+    )
     assert len(defined) > 30 and len(results) == len(cases)
     assert {name for name in defined if not bad.get(name)} == set()
     # One flag per TrainConfig field, no more: a new field cannot lack its

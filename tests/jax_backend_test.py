@@ -29,8 +29,9 @@ pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTABLE_TESTS = [
     "tests/attention_test.py",
+    "tests/bounds_test.py",
     "tests/cell_test.py",
-    "tests/keras_training_test.py",
+    "tests/keras_engine_test.py",
     "tests/losses_test.py",
     "tests/unrolling_test.py",
     "tests/portable_model_test.py",
@@ -101,7 +102,7 @@ def test_backends_page_example_runs_on_jax(tmp_path):
 
 
 def test_train_py_on_jax_then_tensorflow_evaluates_draws_and_exports(tmp_path):
-    from draw_tf import training
+    from draw_tf.tensorflow import distributed_engine
     from export import export_saved_model_lib
     from serving.session_predictor import SessionPredictor
     from tests.tiny_run import tiny_config, tiny_flags
@@ -133,13 +134,15 @@ def test_train_py_on_jax_then_tensorflow_evaluates_draws_and_exports(tmp_path):
     config = tiny_config(
         workdir, mode="evaluate", max_eval_examples=32, importance_samples=2
     )
-    on_tensorflow = training.run(config)
+    on_tensorflow = distributed_engine.run(config)
     assert on_tensorflow["step"] == on_jax["step"]
     # (other noise: TensorFlow's generator; same weights, close bounds)
     np.testing.assert_allclose(
         on_tensorflow["negative_elbo"], on_jax["negative_elbo"], rtol=0.05
     )
-    paths = training.run(tiny_config(workdir, mode="draw", num_pictures=4))
+    paths = distributed_engine.run(
+        tiny_config(workdir, mode="draw", num_pictures=4)
+    )
     assert os.path.exists(paths["samples"])
     # ... and exports it for TF Serving.
     path = export_saved_model_lib.export(

@@ -1,4 +1,4 @@
-"""One worker of the two-worker test (tests/training_test.py).
+"""One worker of the two-worker test (tests/trainer_test.py).
 
 Trains the tiny synthetic config under MultiWorkerMirroredStrategy (the
 cluster comes from TF_CONFIG) and saves the final weights to
@@ -15,7 +15,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from draw_tf import data, distribution, training  # noqa: E402
+from draw_tf import data  # noqa: E402
+from draw_tf.tensorflow import (
+    distributed_engine,  # noqa: E402
+    distribution,  # noqa: E402
+)
 from tests.tiny_run import tiny_config  # noqa: E402
 
 
@@ -30,13 +34,13 @@ def main(workdir: str, output: str) -> None:
     )
     strategy = distribution.make_strategy()
     splits = data.load_splits(config)
-    experiment = training.Experiment(config, strategy, splits)
+    experiment = distributed_engine.make_trainer(config, strategy, splits)
     experiment.train()
     weights = [variable.numpy() for variable in experiment.model.weights]
     np.savez(
         output,
         *weights,
-        step=int(experiment.step.numpy()),
+        step=experiment.step,
         replicas=strategy.num_replicas_in_sync,
     )
 

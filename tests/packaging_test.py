@@ -59,8 +59,10 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
             if name.endswith(".dist-info/METADATA")
         )
     modules = {
-        f"draw_tf/{path.name}" for path in (ROOT / "draw_tf").glob("*.py")
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "draw_tf").glob("**/*.py")
     }
+    assert "draw_tf/tensorflow/distributed_engine.py" in modules
     assert modules <= names, modules - names
     for name in pretrained.names():
         for file in (pretrained.WEIGHTS_FILE, pretrained.RECORD_FILE):

@@ -19,7 +19,8 @@ import tensorflow as tf
 
 import draw_tf
 from draw_tf import config as config_lib
-from draw_tf import data, distribution, pretrained, training
+from draw_tf import data, pretrained
+from draw_tf.tensorflow import distributed_engine, distribution
 from export import export_saved_model_lib, ship_pretrained_lib
 from serving.session_predictor import SessionPredictor
 
@@ -41,7 +42,7 @@ def _subset_results(name, workdir):
         max_eval_examples=subset["num_examples"],
     )
     splits = data.load_splits(config)
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, distribution.make_strategy(), splits
     )
     experiment.load_pretrained(name)
@@ -61,11 +62,11 @@ def test_shipped_model_reproduces_its_bound_on_the_shipped_sample(
     )
     empty = np.zeros([config.batch_size, *record["image_shape"]], np.uint8)
     splits = data.Splits(empty, empty, empty, dynamic_binarization=False)
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, distribution.make_strategy(), splits
     )
     experiment.load_pretrained(name)
-    results = ship_pretrained_lib.sample_subset(experiment)
+    results = ship_pretrained_lib.sample_subset(experiment.model, config)
     recorded = record["sample_subset"]
     assert results["num_examples"] == recorded["num_examples"] == 500
     keys = ["error_rate", "cross_entropy"]
@@ -251,13 +252,13 @@ def test_evaluate_and_draw_a_shipped_model_through_train(
         importance_samples=3,
         num_pictures=4,
     )
-    results = training.run(config, tf.distribute.get_strategy())
+    results = distributed_engine.run(config, tf.distribute.get_strategy())
     for key in ("negative_elbo", "importance_weighted_bound"):
         np.testing.assert_allclose(
             results[key], shipped_tiny["test"][key], rtol=1e-5
         )
     assert results["step"] == 4
-    drawn = training.run(
+    drawn = distributed_engine.run(
         config_lib.TrainConfig(
             **{**config.__dict__, "mode": "draw"}
         ).validate(),
@@ -265,7 +266,7 @@ def test_evaluate_and_draw_a_shipped_model_through_train(
     )
     assert os.path.getsize(drawn["generation_png"]) > 100
     with pytest.raises(config_lib.ConfigError, match="another model"):
-        training.run(
+        distributed_engine.run(
             config_lib.TrainConfig(
                 **{
                     **config.__dict__,
@@ -420,7 +421,7 @@ def test_float16_ship_stores_half_the_bytes_measured_as_shipped(
     config = pretrained.train_config(
         "tiny16", workdir=str(trained_workdir), mode="evaluate"
     )
-    source = training.Experiment(
+    source = distributed_engine.make_trainer(
         config, distribution.make_strategy(), data.load_splits(config)
     )
     source.restore_for_evaluation()

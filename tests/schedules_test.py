@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from draw_tf import config as config_lib
-from draw_tf import data, distribution, schedules, training
+from draw_tf import data, schedules
+from draw_tf.tensorflow import distributed_engine, distribution
 from tests.tiny_run import tiny_config
 
 
@@ -92,7 +93,7 @@ def test_optimizer_follows_the_schedule_through_training(tmp_path):
         learning_rate_final_fraction=0.0,
     )
 
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, distribution.make_strategy(), data.load_splits(config)
     )
     expected = [5e-3, 1e-2] + [
@@ -100,9 +101,9 @@ def test_optimizer_follows_the_schedule_through_training(tmp_path):
     ]
     seen = []
     for step in range(6):
-        seen.append(float(experiment.optimizer.learning_rate))
+        seen.append(float(experiment.engine.optimizer.learning_rate))
         assert experiment.learning_rate_at(step) == pytest.approx(seen[-1])
-        experiment.optimizer.iterations.assign_add(1)
+        experiment.engine.optimizer.iterations.assign_add(1)
     np.testing.assert_allclose(seen, expected, rtol=1e-5, atol=1e-9)
 
 
@@ -115,6 +116,6 @@ def test_warmup_as_long_as_the_run_is_one_line_error(tmp_path):
         learning_rate_warmup_steps=6,
     )
     with pytest.raises(config_lib.ConfigError, match="warmup_steps=6"):
-        training.Experiment(
+        distributed_engine.make_trainer(
             config, distribution.make_strategy(), data.load_splits(config)
         )

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from draw_tf import config as config_lib
-from draw_tf import data, training, workdir
+from draw_tf import data, workdir
+from draw_tf.tensorflow import distributed_engine
 from export import export_saved_model_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -60,16 +61,20 @@ def test_an_old_workdir_restores_evaluates_and_exports(tmp_path):
     ).validate()
     splits = data.load_splits(config)
     config_lib.check_workdir_architecture(config, splits.image_shape)
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, tf.distribute.get_strategy(), splits
     )
     assert experiment.restore_for_evaluation().endswith("best/ckpt-4")
-    assert int(experiment.step.numpy()) == 4
+    assert experiment.step == 4
     results = experiment.evaluate_split(splits.test, None)
     recorded = json.loads((copy / "eval" / "test.json").read_text())
-    np.testing.assert_allclose(
-        results["negative_elbo"], recorded["negative_elbo"], rtol=1e-5
-    )
+    # test.json was measured by the evaluator of c115337 (TensorFlow's
+    # noise, per batch); draw_tf.bounds draws NumPy noise per image, so the
+    # same weights give another sample of the same bound: measured here
+    # with the weights of best/ckpt-4 (44.370213; the old evaluator's
+    # 44.419637 is 0.05 nats away on these 32 images).
+    np.testing.assert_allclose(results["negative_elbo"], 44.370213, rtol=1e-5)
+    assert abs(results["negative_elbo"] - recorded["negative_elbo"]) < 0.5
     model, path, step = export_saved_model_lib.load_model(str(copy))
     assert path.endswith("best/ckpt-4") and step == 4
     for ours, theirs in zip(

@@ -1,4 +1,4 @@
-"""draw_tf.keras_training: train.py's fit() path, on whichever backend runs.
+"""draw_tf.keras_engine: the run loop with fit(), on whichever backend runs.
 
 The main pytest run runs it on TensorFlow; tests/jax_backend_test.py runs
 it again on JAX with TensorFlow unimportable (the path train.py takes
@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 
 from draw_tf import config as config_lib
-from draw_tf import data, keras_training
+from draw_tf import data, keras_engine
+from draw_tf import trainer as trainer_lib
 from tests.tiny_run import tiny_config
+
+
+def keras_run(config):
+    return trainer_lib.run(config, keras_engine.KerasEngine)
 
 
 def _trainer(workdir, **overrides):
@@ -27,7 +32,7 @@ def _trainer(workdir, **overrides):
     config = tiny_config(workdir, **{**settings, **overrides})
     splits = data.load_splits(config)
     config_lib.check_workdir_architecture(config, splits.image_shape)
-    return keras_training.KerasTrainer(config, splits)
+    return trainer_lib.Trainer(config, splits, keras_engine.KerasEngine)
 
 
 def _tensorboard_tags(directory) -> dict:
@@ -45,14 +50,14 @@ def _tensorboard_tags(directory) -> dict:
 def test_batches_are_a_function_of_the_seed_and_step():
     config = tiny_config("unused")
     splits = data.load_splits(config)
-    whole = keras_training.training_images(splits, config, 0, 5)
+    whole = keras_engine.training_images(splits, config, 0, 5)
     assert whole.shape == (5 * config.batch_size, 8, 8, 1)
     assert set(np.unique(whole)) <= {0.0, 1.0}  # dynamically binarized
     np.testing.assert_array_equal(
-        keras_training.training_images(splits, config, 3, 5),
+        keras_engine.training_images(splits, config, 3, 5),
         whole[3 * config.batch_size :],
     )
-    other_seed = keras_training.training_images(
+    other_seed = keras_engine.training_images(
         splits, tiny_config("unused", seed=1), 0, 5
     )
     assert not np.array_equal(whole, other_seed)
@@ -113,7 +118,7 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
 def test_evaluation_draws_and_bounds(tmp_path):
     trainer = _trainer(tmp_path, num_pictures=4, importance_samples=4)
     trainer.train()
-    assert trainer.load_best()
+    assert trainer.restore_for_evaluation()
     results = trainer.evaluate_test()
     assert results["num_examples"] == 32
     assert results["importance_samples"] == 4
@@ -141,23 +146,41 @@ def test_evaluation_draws_and_bounds(tmp_path):
 
 
 def test_what_only_tensorflow_does_is_refused(tmp_path):
-    with pytest.raises(config_lib.ConfigError, match="--task=classify"):
-        keras_training.run(
-            tiny_config(
-                tmp_path, task="classify", dataset="synthetic", num_steps=2
-            )
-        )
     with pytest.raises(config_lib.ConfigError, match="--num_cpu_devices"):
-        keras_training.run(tiny_config(tmp_path, num_cpu_devices=2))
+        keras_run(tiny_config(tmp_path, num_cpu_devices=2))
     with pytest.raises(config_lib.ConfigError, match="train first"):
-        keras_training.run(tiny_config(tmp_path / "empty", mode="evaluate"))
+        keras_run(tiny_config(tmp_path / "empty", mode="evaluate"))
+
+
+def test_the_classifier_trains_and_evaluates_with_fit(tmp_path):
+    trainer = _trainer(
+        tmp_path,
+        task="classify",
+        dataset="synthetic",
+        num_steps=2,
+        num_pictures=2,
+    )
+    trainer.train()
+    assert trainer.step == 4
+    best = json.loads((tmp_path / "best" / "state.json").read_text())
+    assert best["step"] in (2, 4) and 0 <= best["error_rate"] <= 1
+    lines = (tmp_path / "eval" / "validation.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2, 4]
+    assert trainer.restore_for_evaluation()
+    results = trainer.evaluate_test()
+    assert results["num_examples"] == 32
+    np.testing.assert_allclose(
+        results["accuracy"] + results["error_rate"], 1.0, rtol=1e-6
+    )
+    assert results["cross_entropy"] > 0
+    assert sorted(trainer.draw()) == ["glimpses_gif", "glimpses_png"]
 
 
 @pytest.mark.slow
 def test_init_from_starts_from_another_fit_workdirs_best_weights(tmp_path):
     source = _trainer(tmp_path / "source", train_steps=2)
     source.train()
-    source.load_best()
+    source.restore_for_evaluation()
     expected = [np.array(value) for value in source.model.get_weights()]
     warm = _trainer(
         tmp_path / "warm",

@@ -15,8 +15,9 @@ import tensorflow as tf
 
 import draw_tf
 from draw_tf import config as config_lib
-from draw_tf import data, evaluation, training
+from draw_tf import data, errors
 from draw_tf.classifier import DrawClassifier
+from draw_tf.tensorflow import distributed_engine
 from tests.tiny_run import tiny_config, tiny_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def test_two_replicas_give_the_update_of_one(tmp_path, clip):
     )
     results = {}
     for replicas in (1, 2):
-        experiment = training.Experiment(
+        experiment = distributed_engine.make_trainer(
             config.__class__(
                 **dict(config.__dict__, workdir=str(tmp_path / f"r{replicas}"))
             ),
@@ -60,7 +61,7 @@ def test_two_replicas_give_the_update_of_one(tmp_path, clip):
             splits,
         )
         before = _weights(experiment)
-        metrics = experiment._train_step(batch["images"], batch["noise"])
+        metrics = experiment.engine._train_step(batch["images"], batch["noise"])
         results[replicas] = (before, _weights(experiment), metrics)
     (before_1, after_1, metrics_1), (before_2, after_2, metrics_2) = (
         results[1],
@@ -92,7 +93,7 @@ def _splits_and_batch(config):
 
 def _one_replica_experiment(config, splits, **overrides):
     """An Experiment on one replica of `config` with `overrides`."""
-    return training.Experiment(
+    return distributed_engine.make_trainer(
         config.__class__(**dict(config.__dict__, **overrides)),
         _mirrored(1),
         splits,
@@ -116,10 +117,10 @@ def test_compiled_step_matches_the_plain_formulation(tmp_path):
             jit_compile=jit_compile,
         )
         experiment.model.implementation = implementation
-        metrics = experiment.train_step(batch)
+        metrics = experiment.engine.train_step(batch)
         results.append((_weights(experiment), metrics))
     (plain_weights, plain_metrics), (weights, metrics) = results
-    graph = experiment._loss_and_gradients.experimental_get_compiler_ir(
+    graph = experiment.engine._loss_and_gradients.experimental_get_compiler_ir(
         batch["images"], batch["noise"], tf.zeros([16], tf.int64)
     )(stage="hlo")
     assert "while" in graph  # really compiled, with the symbolic loop
@@ -142,7 +143,7 @@ def test_bf16_compiled_gradients_follow_fp32(tmp_path):
             workdir=str(tmp_path / precision),
             precision=precision,
         )
-        terms, gradients = experiment._loss_and_gradients(
+        terms, gradients = experiment.engine._loss_and_gradients(
             batch["images"], batch["noise"], tf.zeros([16], tf.int64)
         )
         results[precision] = (
@@ -157,133 +158,15 @@ def test_bf16_compiled_gradients_follow_fp32(tmp_path):
     assert cosine > 0.99, cosine
 
 
-def _zero_model(image_shape):
-    model = draw_tf.DrawModel(
-        image_shape,
-        num_steps=3,
-        encoder_units=5,
-        decoder_units=5,
-        latent_size=4,
-        read_glimpse_size=2,
-        write_patch_size=2,
-    )
-    for variable in model.weights:
-        if variable.trainable:
-            variable.assign(tf.zeros_like(variable))
-    return model
-
-
-@pytest.mark.slow
-def test_zero_model_bounds_are_h_w_log_2():
-    # All weights zero: h = 0, mu = 0, sigma = 1 (KL = 0), c_T = 0, so the
-    # ELBO and the importance-weighted bound are exactly H W log 2.
-    images = (np.random.default_rng(0).uniform(size=(13, 5, 6, 1)) > 0.5) * 255
-    evaluator = evaluation.Evaluator(_zero_model((5, 6, 1)), 4, seed=0)
-    results = evaluator(images.astype(np.uint8), importance_samples=3)
-    assert results["num_examples"] == 13
-    np.testing.assert_allclose(results["negative_elbo"], 30 * np.log(2), 1e-5)
-    np.testing.assert_allclose(results["latent_loss"], 0.0, atol=1e-5)
-    np.testing.assert_allclose(
-        results["importance_weighted_bound"], 30 * np.log(2), rtol=1e-5
-    )
-
-
-def _small_model():
-    return draw_tf.DrawModel(
-        (6, 6, 1),
-        num_steps=3,
-        encoder_units=8,
-        decoder_units=8,
-        latent_size=3,
-        read_glimpse_size=2,
-        write_patch_size=3,
-        seed=0,
-    )
-
-
-def test_evaluator_averages_every_image_of_the_split():
-    model = _small_model()
-    images = (np.random.default_rng(1).uniform(size=(11, 6, 6, 1)) > 0.5) * 255
-    images = images.astype(np.uint8)
-    evaluator = evaluation.Evaluator(model, batch_size=4, seed=3)
-    results = evaluator(images)
-    expected = []
-    for index, start in enumerate(range(0, 11, 4)):  # batches 4, 4, 3
-        batch = images[start : start + 4].astype(np.float32) / 255
-        outputs = model(batch, seed=evaluator._batch_seed(0, index))
-        expected.append(draw_tf.negative_elbo(batch, outputs)["negative_elbo"])
-    np.testing.assert_allclose(
-        results["negative_elbo"], np.mean(np.concatenate(expected)), rtol=1e-5
-    )
-
-
-@pytest.mark.slow
-def test_compiled_evaluator_gives_the_op_by_op_bounds():
-    # XLA draws other numbers than TensorFlow from a stateless seed: the
-    # compiled evaluator must draw its noise outside the compiled pass.
-    model = _small_model()
-    images = (np.random.default_rng(4).uniform(size=(11, 6, 6, 1)) > 0.5) * 255
-    images = images.astype(np.uint8)
-    results = {
-        jit: evaluation.Evaluator(model, 8, seed=5, jit_compile=jit)(
-            images, importance_samples=3
-        )
-        for jit in (False, True)
-    }
-    for key in (
-        "negative_elbo",
-        "reconstruction_loss",
-        "latent_loss",
-        "importance_weighted_bound",
-    ):
-        np.testing.assert_allclose(
-            results[True][key], results[False][key], rtol=1e-5, err_msg=key
-        )
-
-
-def test_compiled_classifier_evaluator_gives_the_op_by_op_results():
-    model = DrawClassifier((12, 12, 1), num_glimpses=2, glimpse_size=3, units=6)
-    rng = np.random.default_rng(5)
-    images = rng.integers(0, 256, size=(9, 12, 12, 1)).astype(np.uint8)
-    labels = rng.integers(0, 10, size=9)
-    results = {
-        jit: evaluation.ClassifierEvaluator(model, 4, jit_compile=jit)(
-            images, labels
-        )
-        for jit in (False, True)
-    }
-    assert results[True]["accuracy"] == results[False]["accuracy"]
-    np.testing.assert_allclose(
-        results[True]["cross_entropy"],
-        results[False]["cross_entropy"],
-        rtol=1e-5,
-    )
-
-
-def test_importance_weighted_bound_is_below_the_elbo():
-    model = _small_model()
-    # A wide posterior makes the gap between the bounds visible.
-    model.cell.posterior.bias.assign(
-        tf.concat([tf.zeros([3]), tf.fill([3], 1.0)], axis=0)
-    )
-    images = (np.random.default_rng(2).uniform(size=(64, 6, 6, 1)) > 0.5) * 255
-    evaluator = evaluation.Evaluator(model, batch_size=256, seed=0)
-    results = evaluator(images.astype(np.uint8), importance_samples=32)
-    one_sample = evaluator.importance_weighted_bound(images.astype(np.uint8), 1)
-    assert results["importance_weighted_bound"] < results["negative_elbo"] - 1
-    # With k = 1 the estimate is the ELBO's (up to sampling noise).
-    assert abs(one_sample - results["negative_elbo"]) < 0.05 * abs(one_sample)
-
-
 @pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     config = tiny_config(
         tmp_path, learning_rate=1e4, train_steps=50, checkpoint_every_steps=1
     )
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, tf.distribute.get_strategy(), data.load_splits(config)
     )
-    with pytest.raises(training.TrainingDivergedError, match="is intact"):
+    with pytest.raises(errors.TrainingDivergedError, match="is intact"):
         experiment.train()
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     assert latest is not None
@@ -370,7 +253,7 @@ def test_colour_images_train_end_to_end_through_tfds(
         num_pictures=2,
     )
     with tfds.testing.mock_data(num_examples=16):
-        results = training.run(config, tf.distribute.get_strategy())
+        results = distributed_engine.run(config, tf.distribute.get_strategy())
     assert results["num_examples"] == 8 and np.isfinite(
         results["importance_weighted_bound"]
     )
@@ -394,7 +277,7 @@ def test_classifier_trains_and_evaluates_through_the_experiment(tmp_path):
     )
     # (One process runs one multi-replica strategy; the replica
     # equivalence tests cover the distributed step.)
-    experiment = training.Experiment(
+    experiment = distributed_engine.make_trainer(
         config, tf.distribute.get_strategy(), data.load_splits(config)
     )
     experiment.train()
@@ -594,15 +477,17 @@ def test_two_workers_on_loopback_train_to_the_same_weights(tmp_path):
         max_eval_examples=16,
         importance_samples=0,
     )
-    single = training.Experiment(config, _mirrored(1), data.load_splits(config))
+    single = distributed_engine.make_trainer(
+        config, _mirrored(1), data.load_splits(config)
+    )
     single.train()
     for key, value in zip(weight_keys, _weights(single), strict=True):
         np.testing.assert_allclose(workers[0][key], value, rtol=1e-5, atol=2e-6)
     assert (tmp_path / "work" / "checkpoints").exists()
 
 
-def test_one_divergence_error_for_both_trainers():
-    from draw_tf import errors, keras_training
+def test_one_divergence_error_for_both_engines():
+    from draw_tf import keras_engine, trainer
 
-    assert training.TrainingDivergedError is errors.TrainingDivergedError
-    assert keras_training.TrainingDivergedError is errors.TrainingDivergedError
+    assert trainer.TrainingDivergedError is errors.TrainingDivergedError
+    assert not hasattr(keras_engine, "TrainingDivergedError")
