@@ -31,6 +31,7 @@ PORTABLE_TESTS = [
     "tests/attention_test.py",
     "tests/bounds_test.py",
     "tests/cell_test.py",
+    "tests/conditional_model_test.py",
     "tests/keras_engine_test.py",
     "tests/losses_test.py",
     "tests/unrolling_test.py",
