@@ -1,0 +1,73 @@
+"""draw_tf.judge: reading instructed canvases place by place.
+
+Backend-portable: tests/jax_backend_test.py runs this file again on JAX.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from draw_tf import instructed_mnist, judge, mnist_sample
+
+
+def test_judge_crops_hold_each_digit_shifted_by_at_most_two_pixels():
+    digits = mnist_sample.load().images[:20, ..., 0]
+    crops = judge.judge_crops(digits, seed=0)
+    assert crops.shape == (20, 30, 30, 1) and crops.dtype == np.float32
+    for crop, digit in zip(crops[..., 0], digits, strict=True):
+        found = [
+            (top, left)
+            for top in range(3)
+            for left in range(3)
+            if np.array_equal(
+                crop[top : top + 28, left : left + 28] * 255, digit
+            )
+        ]
+        assert found, "the digit is not in its crop"
+
+
+def test_place_crops_are_the_quadrants():
+    images = np.zeros((4, 60, 60, 1), np.float32)
+    for place in range(4):
+        top, left = instructed_mnist.quadrant_corner(place)
+        images[place, top : top + 30, left : left + 30] = place + 1
+    crops = judge.place_crops(images, np.arange(4))
+    for place in range(4):
+        assert (crops[place] == place + 1).all()
+
+
+@pytest.mark.slow
+def test_a_trained_judge_scores_true_episodes_high_and_wrong_ones_low():
+    sample = mnist_sample.load()
+    digits, labels = sample.images[..., 0], sample.labels
+    keras.utils.set_random_seed(0)
+    model = judge.DigitJudge(filters=8, units=32)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    crops = np.concatenate(
+        [judge.judge_crops(digits, seed=s) for s in range(4)]
+    )
+    model.fit(crops, np.tile(labels, 4), epochs=6, batch_size=50, verbose=0)
+    episodes = instructed_mnist.episodes(digits, labels, 100, turns=3, seed=1)
+    images = episodes.targets.astype(np.float32) / 255.0
+    scores = judge.judge_episodes(
+        model, images, episodes.classes, episodes.places
+    )
+    assert scores["instruction_accuracy"].shape == (3,)
+    assert (scores["instruction_accuracy"] > 0.85).all(), scores
+    assert scores["preservation"][0] == 1.0
+    assert (scores["preservation"] > 0.85).all(), scores
+    # Told other classes, the same canvases fail.
+    wrong = judge.judge_episodes(
+        model, images, (episodes.classes + 1) % 10, episodes.places
+    )
+    assert (wrong["instruction_accuracy"] < 0.2).all(), wrong
+    # A blank later canvas keeps nothing of the earlier turns.
+    blank = images.copy()
+    blank[:, 2] = 0
+    erased = judge.judge_episodes(
+        model, blank, episodes.classes, episodes.places
+    )
+    assert erased["preservation"][2] < 0.3, erased
