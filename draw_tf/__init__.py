@@ -1,10 +1,11 @@
 """draw_tf: DRAW (Gregor et al., ICML 2015) in TensorFlow and Keras 3.
 
 The model and its loss run on any Keras 3 backend (tested on TensorFlow
-and JAX; `KERAS_BACKEND=jax` needs no TensorFlow installed). Training under
-tf.distribute (`draw_tf.training`), the data pipelines (`draw_tf.data`,
-tf.data), evaluation and the SavedModel export need TensorFlow; see
-`draw_tf.backend`.
+and JAX; `KERAS_BACKEND=jax` needs no TensorFlow installed), and so do the
+run loop with its fit() engine (`draw_tf.trainer`, `draw_tf.keras_engine`)
+and the bounds (`draw_tf.bounds`). The tf.distribute engine and what else
+belongs to TensorFlow alone (`draw_tf.tensorflow`), the tf.data pipelines
+and the SavedModel export need TensorFlow; see `draw_tf.backend`.
 
 The public API, re-exported flat:
 

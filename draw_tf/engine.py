@@ -7,7 +7,7 @@ engine owns the model and how it is stepped, saved and evaluated:
 
     engine = make_engine(config, splits, learning_rate_schedule)
     engine.restore_latest()            # -> Restored | None
-    engine.train_steps(start, stop, report)  # -> Outcome
+    engine.train_steps(start, stop, total, report)  # -> Outcome
     engine.save(step, best_validation, train_seconds)
     engine.save_best(step, best_validation)
     engine.load_for_evaluation()       # -> (path, step) | None
@@ -26,6 +26,7 @@ shared still resume and load.
 
 import abc
 import dataclasses
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -58,10 +59,13 @@ class Outcome:
         non-finite).
       loss: that step's training loss (nats; a mean over the chunk where
         the engine only sees means).
+      averaged_since: the chunk's first step when `loss` is such a mean,
+        else None.
     """
 
     step: int
     loss: float
+    averaged_since: int | None = None
 
 
 # report(step, metrics, averaged_since): called at every log step with
@@ -97,8 +101,23 @@ class Engine(abc.ABC):
         """Loads the best weights, else the latest; (path, step) or None."""
 
     @abc.abstractmethod
-    def train_steps(self, start: int, stop: int, report: Report) -> Outcome:
-        """Trains steps [start, stop); stops early at a non-finite loss."""
+    def train_steps(
+        self, start: int, stop: int, total: int, report: Report
+    ) -> Outcome:
+        """Trains steps [start, stop) of a run of `total` steps.
+
+        Calls `report` at every --log_every_steps step and at `total`;
+        stops early at a non-finite loss.
+        """
+
+    def recorded_best(self) -> float:
+        """The best validation number the workdir's best weights hold.
+
+        Read when training starts without a checkpoint to resume (a run
+        killed after saving its best weights but before its first
+        checkpoint): later validations must beat it. inf if none.
+        """
+        return math.inf
 
     @abc.abstractmethod
     def weights_are_finite(self) -> bool:

@@ -1,11 +1,11 @@
 """TensorBoard summaries without TensorFlow: scalars and images.
 
-The fit() trainer (`draw_tf.keras_training`, e.g. on JAX, where TensorFlow
-need not be installed) writes its training and validation numbers and
-sample grids to `<workdir>/tensorboard/` with TensorBoard's own event
-writer, under the same tags as the tf.distribute trainer's `tf.summary`
-(`train/negative_elbo`, `validation/negative_elbo`, `samples`, ...), so
-`tensorboard --logdir=WORKDIR` shows a run of either backend alike.
+The run loop (`draw_tf.trainer`) writes its training and validation
+numbers and sample grids to `<workdir>/tensorboard/` with TensorBoard's own
+event writer, on both engines and every backend (TensorFlow need not be
+installed), under one set of tags (`train/negative_elbo`,
+`validation/negative_elbo`, `samples`, ...), so `tensorboard
+--logdir=WORKDIR` shows a run of either backend alike.
 
     writer = event_summaries.EventWriter(directory)
     writer.scalar("train/negative_elbo", 84.2, step=500)

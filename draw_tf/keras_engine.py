@@ -141,6 +141,12 @@ class KerasEngine(Engine):
         splits: data_lib.Splits,
         learning_rate_schedule: schedules.LearningRateSchedule,
     ):
+        if os.environ.get("TF_CONFIG"):
+            raise ConfigError(
+                "TF_CONFIG is set: several workers train with the "
+                "tf.distribute engine only (--engine=distributed, on "
+                "TensorFlow); fit() trains in one process."
+            )
         if config.num_cpu_devices:
             raise ConfigError(
                 "--num_cpu_devices splits the CPU for the tf.distribute "
@@ -287,7 +293,16 @@ class KerasEngine(Engine):
 
     # Training.
 
-    def train_steps(self, start, stop, report) -> Outcome:
+    def recorded_best(self) -> float:
+        path = self._path(BEST_STATE)
+        if not os.path.exists(path):
+            return math.inf
+        with open(path) as file:
+            state = json.load(file)
+        key = "error_rate" if self.classify else "negative_elbo"
+        return float(state.get(key, math.inf))
+
+    def train_steps(self, start, stop, total, report) -> Outcome:
         """Steps [start, stop) in one fit() call."""
         config = self.config
         images, labels = training_batches(self.splits, config, start, stop)
@@ -307,11 +322,13 @@ class KerasEngine(Engine):
             verbose=0,
             callbacks=[
                 _Reporter(
-                    report, start, stop, config.log_every_steps, self.classify
+                    report, start, total, config.log_every_steps, self.classify
                 )
             ],
         ).history
-        return Outcome(step=stop, loss=float(history["loss"][-1]))
+        return Outcome(
+            step=stop, loss=float(history["loss"][-1]), averaged_since=start
+        )
 
     def weights_are_finite(self) -> bool:
         return all(
@@ -340,14 +357,14 @@ class KerasEngine(Engine):
 class _Reporter(keras.callbacks.Callback):
     """Hands fit()'s running means to the run loop every log step."""
 
-    def __init__(self, report, start, stop, every, classify):
+    def __init__(self, report, start, total, every, classify):
         super().__init__()
-        self.report, self.start, self.stop = report, start, stop
+        self.report, self.start, self.total = report, start, total
         self.every, self.classify = every, classify
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.start + batch + 1
-        if step % self.every and step != self.stop:
+        if step % self.every and step != self.total:
             return
         logs = logs or {}
         if self.classify:

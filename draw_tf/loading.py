@@ -127,17 +127,23 @@ def restore_workdir_weights(
     """
     directory = directory or config.workdir
     if not os.path.exists(workdir.path(directory, workdir.CONFIG)):
+        shipped = ", or a shipped model's name" if flag == "init_from" else ""
         raise ConfigError(
             f"--{flag}={directory} has no config.json; expected a workdir "
-            "that train.py wrote, or a shipped model's name."
+            f"that train.py wrote{shipped}."
         )
     check_workdir_architecture(
         dataclasses.replace(config, workdir=directory),
         [int(size) for size in image_shape],
         flag=flag,
     )
-    if workdir.has_tensorflow_checkpoints(directory) or checkpoint:
-        if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow":
+        if checkpoint:
+            raise ConfigError(
+                f"--checkpoint={checkpoint} is a TensorFlow checkpoint; on "
+                f"{keras.backend.backend()} use a workdir's best weights."
+            )
+        if workdir.has_tensorflow_checkpoints(directory):
             raise ConfigError(
                 f"--{flag}={directory} holds TensorFlow checkpoints; on "
                 f"{keras.backend.backend()} start from a workdir trained "

@@ -254,7 +254,9 @@ class Trainer:
             self.step = restored.step
             self.best_validation = restored.best_validation
             self.train_seconds = restored.train_seconds
-        elif config.init_from:
+        else:
+            self.best_validation = self.engine.recorded_best()
+        if not restored and config.init_from:
             origin = warm_start.initialize(
                 self.model,
                 config,
@@ -286,10 +288,16 @@ class Trainer:
             )
             started = time.perf_counter()
             self._interval = (started, start)
-            outcome = self.engine.train_steps(start, stop, self._report)
+            outcome = self.engine.train_steps(start, stop, total, self._report)
             if not math.isfinite(outcome.loss):
+                where = (
+                    f"at step {outcome.step}"
+                    if outcome.averaged_since is None
+                    else f"between steps {outcome.averaged_since} and "
+                    f"{outcome.step}"
+                )
                 raise TrainingDivergedError(
-                    f"The loss became {outcome.loss} at step {outcome.step}; "
+                    f"The loss became {outcome.loss} {where}; "
                     "training stopped. The last good checkpoint "
                     f"({self.engine.latest_checkpoint() or 'none'}) is "
                     "intact: lower --learning_rate or set "

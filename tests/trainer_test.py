@@ -92,7 +92,7 @@ def _splits_and_batch(config):
 
 
 def _one_replica_experiment(config, splits, **overrides):
-    """An Experiment on one replica of `config` with `overrides`."""
+    """The run loop on one replica of `config` with `overrides`."""
     return distributed_engine.make_trainer(
         config.__class__(**dict(config.__dict__, **overrides)),
         _mirrored(1),
@@ -491,3 +491,84 @@ def test_one_divergence_error_for_both_engines():
 
     assert trainer.TrainingDivergedError is errors.TrainingDivergedError
     assert not hasattr(keras_engine, "TrainingDivergedError")
+
+
+def _run_loop(workdir, make_engine=None, **overrides):
+    from draw_tf import trainer
+
+    settings = dict(
+        train_steps=4,
+        checkpoint_every_steps=2,
+        eval_every_steps=2,
+        log_every_steps=3,
+        max_eval_examples=16,
+        eval_batch_size=16,
+        num_pictures=0,
+        importance_samples=0,
+    )
+    config = tiny_config(workdir, **{**settings, **overrides})
+    splits = data.load_splits(config)
+    config_lib.check_workdir_architecture(config, splits.image_shape)
+    return trainer.Trainer(config, splits, make_engine)
+
+
+@pytest.mark.parametrize("engine", ["distributed", "keras"])
+def test_progress_is_reported_every_log_step_and_at_the_end(tmp_path, engine):
+    from draw_tf import keras_engine
+
+    make_engine = (
+        keras_engine.KerasEngine
+        if engine == "keras"
+        else distributed_engine.DistributedEngine
+    )
+    run = _run_loop(tmp_path, make_engine)
+    reported = []
+    run._report = lambda step, metrics, since: reported.append(step)
+    run.train()
+    # Chunks end at the validations and checkpoints (2, 4); the progress
+    # line comes at every third step and at the last.
+    assert reported == [3, 4]
+
+
+def test_each_engine_refuses_the_other_engines_workdir(tmp_path):
+    from draw_tf import keras_engine
+
+    _run_loop(tmp_path / "fit", keras_engine.KerasEngine, train_steps=2).train()
+    with pytest.raises(config_lib.ConfigError, match="--engine=keras"):
+        _run_loop(
+            tmp_path / "fit", distributed_engine.DistributedEngine
+        ).train()
+    _run_loop(
+        tmp_path / "tf", distributed_engine.DistributedEngine, train_steps=2
+    ).train()
+    with pytest.raises(config_lib.ConfigError, match="TensorFlow checkpoints"):
+        _run_loop(tmp_path / "tf", keras_engine.KerasEngine).train()
+
+
+@pytest.mark.parametrize("engine", ["distributed", "keras"])
+def test_a_restart_without_checkpoints_keeps_the_best_value(tmp_path, engine):
+    import shutil
+
+    from draw_tf import keras_engine, workdir
+
+    make_engine = (
+        keras_engine.KerasEngine
+        if engine == "keras"
+        else distributed_engine.DistributedEngine
+    )
+    first = _run_loop(tmp_path, make_engine, train_steps=2)
+    first.train()
+    best = first.best_validation
+    # Killed after its best weights, before its first checkpoint.
+    for name in (workdir.CHECKPOINTS, workdir.KERAS_CHECKPOINTS):
+        shutil.rmtree(tmp_path / name, ignore_errors=True)
+    again = _run_loop(tmp_path, make_engine, train_steps=2)
+    assert again.engine.recorded_best() == pytest.approx(best)
+
+
+def test_fit_engine_refuses_several_workers(tmp_path, monkeypatch):
+    from draw_tf import keras_engine
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(config_lib.ConfigError, match="TF_CONFIG"):
+        _run_loop(tmp_path, keras_engine.KerasEngine)

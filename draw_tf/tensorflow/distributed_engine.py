@@ -31,9 +31,6 @@ from draw_tf.engine import Engine, Outcome, Restored
 from draw_tf.model import DrawModel
 from draw_tf.tensorflow import distribution
 
-# The end of the training data's step range: past any run.
-_ENDLESS = 2**62
-
 
 class DistributedEngine(Engine):
     """The model, optimizer, checkpoints and compiled step under a strategy.
@@ -143,21 +140,33 @@ class DistributedEngine(Engine):
     def restore_latest(self) -> Restored | None:
         path = self._restore(workdir.CHECKPOINTS)
         if path is None:
+            state = workdir.path(self.config.workdir, workdir.KERAS_STATE)
+            if os.path.exists(state):
+                raise ConfigError(
+                    f"--workdir={self.config.workdir} holds the fit() "
+                    "engine's checkpoints (keras_checkpoints/); resume it "
+                    "with --engine=keras, or start the tf.distribute engine "
+                    "in a new --workdir (--init_from can take its weights)."
+                )
             return None
-        best_path = tf.train.latest_checkpoint(
-            workdir.path(self.config.workdir, workdir.BEST)
-        )
-        if best_path:
-            # The best value lives with the best checkpoint; the latest
-            # checkpoint may have been written before it improved.
-            reader = tf.train.load_checkpoint(best_path)
-            self.best_validation.assign(
-                reader.get_tensor("best_validation/.ATTRIBUTES/VARIABLE_VALUE")
-            )
+        # The best value lives with the best checkpoint; the latest
+        # checkpoint may have been written before it improved.
+        self.best_validation.assign(self.recorded_best())
         return Restored(
             path=path,
             step=int(self.step.numpy()),
             best_validation=float(self.best_validation.numpy()),
+        )
+
+    def recorded_best(self) -> float:
+        best_path = tf.train.latest_checkpoint(
+            workdir.path(self.config.workdir, workdir.BEST)
+        )
+        if not best_path:
+            return math.inf
+        reader = tf.train.load_checkpoint(best_path)
+        return float(
+            reader.get_tensor("best_validation/.ATTRIBUTES/VARIABLE_VALUE")
         )
 
     def load_for_evaluation(self) -> tuple[str, int] | None:
@@ -224,12 +233,13 @@ class DistributedEngine(Engine):
 
     # Training.
 
-    def train_steps(self, start, stop, report) -> Outcome:
+    def train_steps(self, start, stop, total, report) -> Outcome:
         """Steps [start, stop) from one tf.data iterator kept across calls.
 
-        The iterator's steps go on past `stop` (each batch is a function
-        of the seed and its step), so the next chunk, which starts at
-        `stop`, takes the following batches without a new pipeline.
+        The iterator runs to `total` (each batch is a function of the seed
+        and its step), so the next chunk, which starts at `stop`, takes
+        the following batches without a new pipeline; it is dropped at
+        the end of the run.
         """
         config = self.config
         if self._batches is None or self._batches[0] != start:
@@ -241,7 +251,7 @@ class DistributedEngine(Engine):
                 else (config.num_steps, config.latent_size),
                 config.seed,
                 start,
-                _ENDLESS,
+                total,
                 self.splits.dynamic_binarization,
                 labels=self.splits.train_labels if self.classify else None,
                 composite=self.splits.composite,
@@ -257,12 +267,14 @@ class DistributedEngine(Engine):
             if not math.isfinite(loss):
                 self._batches = None
                 return Outcome(step=step, loss=loss)
-            if step % config.log_every_steps == 0 or step == stop:
+            if step % config.log_every_steps == 0 or step == total:
                 report(
                     step,
                     {key: value.numpy() for key, value in metrics.items()},
                     None,
                 )
+        if stop == total:
+            self._batches = None  # no batches prefetched past the run
         return Outcome(step=step, loss=loss)
 
     def train_step(self, batch: dict) -> dict:
