@@ -48,7 +48,7 @@ def _run_on_jax(args, timeout, cwd=ROOT):
 def test_portable_tests_pass_on_jax_without_tensorflow():
     output = _run_on_jax(
         ["-m", "pytest", "-q", "-p", "no:cacheprovider", *PORTABLE_TESTS],
-        timeout=900,
+        timeout=1800,
     )
     assert " passed" in output and "failed" not in output, output[-3000:]
 
