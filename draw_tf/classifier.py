@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from draw_tf import attention
+from draw_tf import attention, losses
 from draw_tf.backend import Tensor
 
 
@@ -138,15 +138,7 @@ class DrawClassifier(keras.Model):
         self.accuracy_tracker.update_state(
             terms["correct"], sample_weight=sample_weight
         )
-        per_image = terms["cross_entropy"]
-        if sample_weight is None:
-            return ops.mean(per_image)
-        weights = ops.reshape(
-            ops.convert_to_tensor(sample_weight, per_image.dtype), (-1,)
-        )
-        return ops.sum(per_image * weights) / ops.maximum(
-            ops.sum(weights), 1e-12
-        )
+        return losses.weighted_mean(terms["cross_entropy"], sample_weight)
 
     def get_config(self):
         return {

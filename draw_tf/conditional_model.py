@@ -290,15 +290,7 @@ class ConditionalDrawModel(keras.Model):
         self.latent_loss_tracker.update_state(
             terms["latent_loss"], sample_weight=sample_weight
         )
-        per_episode = terms["negative_elbo"]
-        if sample_weight is None:
-            return ops.mean(per_episode)
-        weights = ops.reshape(
-            ops.convert_to_tensor(sample_weight, per_episode.dtype), (-1,)
-        )
-        return ops.sum(per_episode * weights) / ops.maximum(
-            ops.sum(weights), 1e-12
-        )
+        return losses.weighted_mean(terms["negative_elbo"], sample_weight)
 
     def _check_turns(self, turns) -> int:
         if turns is None or not 1 <= turns <= self.num_turns:

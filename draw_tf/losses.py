@@ -217,3 +217,22 @@ def _closed_form_log_prior_over_posterior(
         + posterior_log_stddev
     )
     return ops.sum(per_dimension, axis=(1, 2))
+
+
+def weighted_mean(per_example, sample_weight=None) -> Tensor:
+    """The (weighted) mean of per-example losses, as `fit()` minimises it.
+
+    Args:
+      per_example: [batch] losses.
+      sample_weight: optional [batch] weights (any shape of batch
+        elements); None for the plain mean.
+
+    Returns:
+      A scalar: sum(w * loss) / max(sum(w), 1e-12), or the mean.
+    """
+    if sample_weight is None:
+        return ops.mean(per_example)
+    weights = ops.reshape(
+        ops.convert_to_tensor(sample_weight, per_example.dtype), (-1,)
+    )
+    return ops.sum(per_example * weights) / ops.maximum(ops.sum(weights), 1e-12)

@@ -265,16 +265,7 @@ class DrawModel(keras.Model):
         self.latent_loss_tracker.update_state(
             terms["latent_loss"], sample_weight=sample_weight
         )
-        per_image = terms["negative_elbo"]
-        if sample_weight is None:
-            loss = ops.mean(per_image)
-        else:
-            weights = ops.reshape(
-                ops.convert_to_tensor(sample_weight, per_image.dtype), (-1,)
-            )
-            loss = ops.sum(per_image * weights) / ops.maximum(
-                ops.sum(weights), 1e-12
-            )
+        loss = losses.weighted_mean(terms["negative_elbo"], sample_weight)
         for layer_loss in self.losses:
             loss = loss + layer_loss
         return loss
