@@ -41,7 +41,10 @@ flags.DEFINE_enum(
     config_lib.TASKS,
     "generate: a DRAW generative model (negative ELBO). classify: DRAW's "
     "read attention as a classifier (paper Sec. 4.1): --num_steps "
-    "glimpses of --read_glimpse_size, an LSTM of --encoder_units units.",
+    "glimpses of --read_glimpse_size, an LSTM of --encoder_units units. "
+    "instruct: DRAW told what to draw, --num_steps steps per turn on one "
+    "canvas (--dataset=instructed_mnist: --num_turns digits at the places "
+    "asked; mnist or fashion_mnist: class-conditional, one turn).",
 )
 flags.DEFINE_enum(
     "dataset",
@@ -252,6 +255,39 @@ flags.DEFINE_string(
     "or a workdir (its best checkpoint, else its latest). The optimizer "
     "and the step start afresh; the source is recorded in "
     "<workdir>/init_from.json. Ignored when the workdir has a checkpoint.",
+)
+flags.DEFINE_integer(
+    "num_turns",
+    _DEFAULTS.num_turns,
+    "--task=instruct: turns of an episode, 1-4 on instructed_mnist (one "
+    "quadrant each); 1 for a class-conditional dataset.",
+)
+flags.DEFINE_integer(
+    "condition_size",
+    _DEFAULTS.condition_size,
+    "--task=instruct: size of the instruction's embedding e (class plus "
+    "place) fed to the encoder and the decoder at every step.",
+)
+flags.DEFINE_bool(
+    "carry_states",
+    _DEFAULTS.carry_states,
+    "--task=instruct: carry the LSTM states from turn to turn (the canvas "
+    "always carries over); false starts each turn's LSTMs from zero.",
+)
+flags.DEFINE_string(
+    "instructions",
+    _DEFAULTS.instructions,
+    '--task=instruct, --mode=draw: what to draw, e.g. "7 top-left; 3 '
+    'bottom-right" (one turn per \';\'), or "7, 3" for a class-conditional '
+    "model; empty: the first test instructions.",
+)
+flags.DEFINE_string(
+    "judge",
+    _DEFAULTS.judge,
+    "--task=instruct: the digit judge that reads drawn test episodes "
+    "(instruction accuracy and preservation per turn): a shipped judge "
+    "(export/ship_judge.py), a DigitJudge .weights.h5 file, or empty for "
+    "none.",
 )
 
 flags.DEFINE_enum(

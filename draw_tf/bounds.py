@@ -25,6 +25,7 @@ from keras import ops
 
 from draw_tf import backend, losses
 from draw_tf.classifier import DrawClassifier
+from draw_tf.conditional_model import episode_terms
 from draw_tf.model import DrawModel
 
 _ELBO_KEYS = ("negative_elbo", "reconstruction_loss", "latent_loss")
@@ -285,3 +286,228 @@ def _floats(images: np.ndarray) -> np.ndarray:
     if images.dtype == np.uint8:
         return images.astype(np.float32) / 255.0
     return np.asarray(images, np.float32)
+
+
+class EpisodeEvaluator:
+    """The bounds of instructed episodes, and episodes drawn from them.
+
+    For `ConditionalDrawModel` (--task=instruct): the negative ELBO of an
+    episode is the sum over its turns of -log p(x_k | canvas after turn k)
+    plus every step's KL term, in nats per episode, and per turn. The noise
+    of episode i is drawn by NumPy from (seed, stream, i), as `Evaluator`
+    draws an image's: stream 0 for the ELBO, `DRAW_STREAM` for `draw`.
+
+    Args:
+      model: a `ConditionalDrawModel`.
+      batch_size: episodes per pass.
+      seed: seed of the noise.
+      jit_compile: compile each pass with XLA on TensorFlow.
+    """
+
+    DRAW_STREAM = 1000
+
+    def __init__(self, model, batch_size: int, seed: int, jit_compile=True):
+        self.model = model
+        self.batch_size = batch_size
+        self.seed = seed
+        self._terms = compiled_call(
+            model,
+            lambda inputs, noise: _episode_terms(model, inputs, noise),
+            jit_compile,
+        )
+        self._draws = {
+            canvases: compiled_call(
+                model,
+                lambda inputs, noise, canvases=canvases: _drawn(
+                    model, inputs, noise, canvases
+                ),
+                jit_compile,
+            )
+            for canvases in (False, True)
+        }
+
+    def __call__(self, targets, classes, places=None, max_examples=0) -> dict:
+        """The mean bounds of episodes.
+
+        Args:
+          targets: uint8 [n, turns, H, W, C] (0..255), each turn's canvas.
+          classes: int [n, turns].
+          places: int [n, turns], or None for a class-conditional model.
+          max_examples: the first this many episodes only; 0 for all.
+
+        Returns:
+          negative_elbo, reconstruction_loss, latent_loss (nats per
+          episode); negative_elbo_per_turn, reconstruction_loss_per_turn,
+          latent_loss_per_turn (lists, nats per turn); num_examples.
+        """
+        if max_examples:
+            targets, classes = targets[:max_examples], classes[:max_examples]
+            if places is not None:
+                places = places[:max_examples]
+        turns = targets.shape[1]
+        totals = {
+            "reconstruction_loss_per_turn": np.zeros(turns),
+            "latent_loss_per_turn": np.zeros(turns),
+        }
+        for first in range(0, len(targets), self.batch_size):
+            inputs = _episode_inputs(
+                targets, classes, places, first, self.batch_size
+            )
+            count = len(inputs["classes"])
+            terms = self._terms(inputs, self._noise(0, first, count, turns))
+            for key in totals:
+                totals[key] += np.sum(terms[key], axis=0, dtype=np.float64)
+        count = len(targets)
+        per_turn = {key: value / count for key, value in totals.items()}
+        elbo_per_turn = (
+            per_turn["reconstruction_loss_per_turn"]
+            + per_turn["latent_loss_per_turn"]
+        )
+        return {
+            "negative_elbo": float(np.sum(elbo_per_turn)),
+            "reconstruction_loss": float(
+                np.sum(per_turn["reconstruction_loss_per_turn"])
+            ),
+            "latent_loss": float(np.sum(per_turn["latent_loss_per_turn"])),
+            "negative_elbo_per_turn": elbo_per_turn.tolist(),
+            "reconstruction_loss_per_turn": per_turn[
+                "reconstruction_loss_per_turn"
+            ].tolist(),
+            "latent_loss_per_turn": per_turn["latent_loss_per_turn"].tolist(),
+            "num_examples": count,
+        }
+
+    def draw(
+        self,
+        classes,
+        places=None,
+        stream: int = DRAW_STREAM,
+        canvases: bool = False,
+    ) -> dict:
+        """Episodes drawn from instructions, z ~ N(0, I) per episode.
+
+        Args:
+          classes: int [n, turns].
+          places: int [n, turns], or None.
+          stream: the noise stream (episode i's noise from (seed, stream,
+            i)).
+          canvases: also return the canvas after every step (T times the
+            memory of the images).
+
+        Returns:
+          NumPy arrays: images [n, turns, H, W, C], the canvas after each
+          turn; with write attention write_windows [n, turns, T, 5]; with
+          `canvases`, canvases [n, turns, T, H, W, C].
+        """
+        classes = np.asarray(classes, np.int64)
+        turns = classes.shape[1]
+        parts = []
+        for first in range(0, len(classes), self.batch_size):
+            inputs = {"classes": classes[first : first + self.batch_size]}
+            if places is not None:
+                inputs["places"] = np.asarray(places, np.int64)[
+                    first : first + self.batch_size
+                ]
+            count = len(inputs["classes"])
+            parts.append(
+                self._draws[canvases](
+                    inputs, self._noise(stream, first, count, turns)
+                )
+            )
+        return {
+            key: np.concatenate([part[key] for part in parts])
+            for key in parts[0]
+        }
+
+    def _noise(self, stream, first, count, turns) -> np.ndarray:
+        steps, latent = self.model.steps_per_turn, self.model.latent_size
+        noise = image_noise(
+            self.seed, stream, first, count, (turns * steps, latent)
+        )
+        return noise.reshape(count, turns, steps, latent)
+
+
+def compiled_call(model: keras.Model, function, jit_compile: bool = True):
+    """A compiled `function(inputs, noise)` of a model on NumPy inputs.
+
+    Args:
+      model: the model `function` calls; its current weights are used at
+        every call.
+      function: (inputs, a dict of arrays; noise, an array) -> a dict of
+        tensors.
+      jit_compile: XLA on TensorFlow (JAX always compiles).
+
+    Returns:
+      A function of (a dict of NumPy arrays, a NumPy array) returning a
+      dict of NumPy arrays.
+    """
+    if backend.name() == "jax":
+        import jax
+
+        @jax.jit
+        def stateless(trainable, non_trainable, inputs, noise):
+            mapping = [
+                *zip(model.trainable_variables, trainable, strict=True),
+                *zip(model.non_trainable_variables, non_trainable, strict=True),
+            ]
+            with keras.StatelessScope(state_mapping=mapping):
+                return function(inputs, noise)
+
+        def run(inputs, noise):
+            result = stateless(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                inputs,
+                noise,
+            )
+            return {key: np.asarray(value) for key, value in result.items()}
+
+        return run
+    if backend.is_tensorflow():
+        import tensorflow as tf
+
+        traced = tf.function(
+            function, jit_compile=jit_compile, reduce_retracing=True
+        )
+
+        def run(inputs, noise):
+            result = traced(
+                {key: tf.constant(value) for key, value in inputs.items()},
+                tf.constant(noise),
+            )
+            return {key: value.numpy() for key, value in result.items()}
+
+        return run
+
+    def run(inputs, noise):  # another backend: eagerly
+        result = function(inputs, noise)
+        return {key: ops.convert_to_numpy(v) for key, v in result.items()}
+
+    return run
+
+
+def _episode_inputs(targets, classes, places, first, size) -> dict:
+    inputs = {
+        "targets": _floats(targets[first : first + size]),
+        "classes": np.asarray(classes[first : first + size], np.int64),
+    }
+    if places is not None:
+        inputs["places"] = np.asarray(places[first : first + size], np.int64)
+    return inputs
+
+
+def _drawn(model, inputs, noise, canvases: bool) -> dict:
+    outputs = model.generate(
+        inputs["classes"], inputs.get("places"), noise=noise
+    )
+    if not canvases:
+        outputs.pop("canvases")
+    return outputs
+
+
+def _episode_terms(model, inputs, noise) -> dict:
+    terms = episode_terms(inputs["targets"], model(inputs, noise=noise))
+    return {
+        key: terms[key]
+        for key in ("reconstruction_loss_per_turn", "latent_loss_per_turn")
+    }

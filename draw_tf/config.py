@@ -20,11 +20,17 @@ DATASETS = (
     "svhn_cropped",
     "two_digit_mnist",
     "cluttered_mnist",
+    "instructed_mnist",
     "synthetic",
 )
 # Built from local MNIST idx files (--data_dir), see composite_mnist.py.
 COMPOSITE_DATASETS = ("two_digit_mnist", "cluttered_mnist")
-TASKS = ("generate", "classify")
+TASKS = ("generate", "classify", "instruct")
+# --task=instruct: episodes of instructions on one canvas
+# (draw_tf.instructed_mnist), or one turn of class-conditional digits.
+INSTRUCTED_DATASET = "instructed_mnist"
+CLASS_CONDITIONAL_DATASETS = ("mnist", "fashion_mnist")
+MAX_TURNS = 4  # one quadrant each
 BINARIZATIONS = ("static", "dynamic", "none")
 MODES = ("train", "evaluate", "draw")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
@@ -43,7 +49,12 @@ ARCHITECTURE_FIELDS = (
     "attention",
     "read_glimpse_size",
     "write_patch_size",
+    "num_turns",
+    "condition_size",
+    "carry_states",
 )
+# Architecture fields of --task=instruct alone.
+INSTRUCT_FIELDS = ("num_turns", "condition_size", "carry_states")
 
 
 _ADDED_FIELD_DEFAULTS = {"task": "generate"}
@@ -113,6 +124,23 @@ class TrainConfig:
     pretrained: str = ""
     init_from: str = ""
     engine: str = ""
+    num_turns: int = 3
+    condition_size: int = 32
+    carry_states: bool = True
+    instructions: str = ""
+    judge: str = "digit_judge"
+
+    @property
+    def num_places(self) -> int:
+        """Places an instruction names: 4 quadrants, or 0 (class only)."""
+        return 4 if self.dataset == INSTRUCTED_DATASET else 0
+
+    @property
+    def steps_per_example(self) -> int:
+        """DRAW steps an example takes: T, or T per turn times the turns."""
+        if self.task == "instruct":
+            return self.num_steps * self.num_turns
+        return self.num_steps
 
     def validate(self) -> "TrainConfig":
         """Checks every field; raises ConfigError naming the bad flag."""
@@ -139,11 +167,12 @@ class TrainConfig:
                     "--resample_composites needs --binarization=dynamic or "
                     "none: a static binarization is of fixed images."
                 )
-        if self.precision != "fp32" and self.task == "classify":
+        if self.precision != "fp32" and self.task != "generate":
             raise ConfigError(
                 f"--precision={self.precision} is for the DRAW model "
-                "(--task=generate); the classifier trains in fp32."
+                f"(--task=generate); --task={self.task} trains in fp32."
             )
+        self._validate_instruct()
         if not self.workdir:
             raise ConfigError("--workdir is required: a directory to write to.")
         for name in (
@@ -156,6 +185,8 @@ class TrainConfig:
             "checkpoint_every_steps",
             "eval_batch_size",
             "synthetic_image_size",
+            "num_turns",
+            "condition_size",
         ):
             _check_int(name, getattr(self, name), minimum=1)
         for name in (
@@ -172,7 +203,7 @@ class TrainConfig:
             _check_int(name, getattr(self, name), minimum=0)
         if self.attention or self.task == "classify":
             _check_int("read_glimpse_size", self.read_glimpse_size, 1)
-        if self.attention and self.task == "generate":
+        if self.attention and self.task != "classify":
             _check_int("write_patch_size", self.write_patch_size, 1)
         if self.task == "classify" and self.dataset in (
             "binarized_mnist",
@@ -237,6 +268,56 @@ class TrainConfig:
             )
         return self
 
+    def _validate_instruct(self) -> None:
+        """The checks of --task=instruct and of its flags elsewhere."""
+        if self.task != "instruct":
+            if self.dataset == INSTRUCTED_DATASET:
+                raise ConfigError(
+                    f"--dataset={INSTRUCTED_DATASET} is of instructed "
+                    "episodes: it needs --task=instruct."
+                )
+            if self.instructions:
+                raise ConfigError(
+                    "--instructions are drawn by an instructed model "
+                    f"(--task=instruct); this run has --task={self.task}."
+                )
+            return
+        allowed = (INSTRUCTED_DATASET, *CLASS_CONDITIONAL_DATASETS)
+        if self.dataset not in allowed:
+            raise ConfigError(
+                f"--task=instruct draws {INSTRUCTED_DATASET} episodes or "
+                f"class-conditional {' or '.join(CLASS_CONDITIONAL_DATASETS)}"
+                f" digits; got --dataset={self.dataset}."
+            )
+        if self.dataset == INSTRUCTED_DATASET:
+            if not 1 <= self.num_turns <= MAX_TURNS:
+                raise ConfigError(
+                    f"--num_turns must be 1-{MAX_TURNS} (one quadrant each) "
+                    f"for --dataset={INSTRUCTED_DATASET}; got {self.num_turns}."
+                )
+            if self.binarization == "static":
+                raise ConfigError(
+                    f"--dataset={INSTRUCTED_DATASET} composes new training "
+                    "episodes at every step: use --binarization=dynamic or "
+                    "none."
+                )
+        elif self.num_turns != 1:
+            raise ConfigError(
+                f"--dataset={self.dataset} is class-conditional, one digit "
+                f"per example: --num_turns must be 1; got {self.num_turns}."
+            )
+        if self.engine == "distributed":
+            raise ConfigError(
+                "--task=instruct trains with Keras fit() (--engine=keras), on "
+                "TensorFlow or JAX; --engine=distributed is for the "
+                "unconditional model and the classifier."
+            )
+        if self.instructions and self.mode != "draw":
+            raise ConfigError(
+                f"--instructions are drawn with --mode=draw; got "
+                f"--mode={self.mode}."
+            )
+
     def check_image_shape(self, image_shape) -> None:
         """Checks the attention sizes against the data's image shape."""
         height, width, _ = image_shape
@@ -265,7 +346,7 @@ class TrainConfig:
         """
         height, width, channels = (int(size) for size in image_shape)
         pixels = height * width * channels
-        steps = self.num_steps
+        steps = self.steps_per_example
         if self.task == "classify":
             units, glimpse = self.encoder_units, self.read_glimpse_size**2
             parameters = 4 * units * (glimpse * channels + units + 1)
@@ -289,6 +370,8 @@ class TrainConfig:
                 + decoder * write
                 + 10 * decoder
             )
+            if self.task == "instruct":
+                parameters += 4 * (encoder + decoder + 4) * self.condition_size
             per_step = (
                 6 * (encoder + decoder) + 3 * latent + 4 * pixels + read + write
             )
@@ -323,6 +406,25 @@ class TrainConfig:
                 glimpse_size=self.read_glimpse_size,
                 units=self.encoder_units,
             )
+        if self.task == "instruct":
+            return dict(
+                image_shape=tuple(int(size) for size in image_shape),
+                num_turns=self.num_turns,
+                num_places=self.num_places,
+                steps_per_turn=self.num_steps,
+                encoder_units=self.encoder_units,
+                decoder_units=self.decoder_units,
+                latent_size=self.latent_size,
+                read_glimpse_size=self.read_glimpse_size
+                if self.attention
+                else None,
+                write_patch_size=self.write_patch_size
+                if self.attention
+                else None,
+                condition_size=self.condition_size,
+                carry_states=self.carry_states,
+                seed=self.seed,
+            )
         return dict(
             image_shape=tuple(int(size) for size in image_shape),
             num_steps=self.num_steps,
@@ -340,6 +442,11 @@ class TrainConfig:
     def architecture(self) -> dict:
         """The fields that decide the model's variables."""
         values = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
+        if self.task == "instruct":
+            values["dataset"] = self.dataset  # its places, and classes
+        else:
+            for name in INSTRUCT_FIELDS:
+                del values[name]
         if self.task == "classify":
             for name in ("decoder_units", "latent_size", "attention"):
                 del values[name]

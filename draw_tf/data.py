@@ -47,8 +47,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from absl import logging
 
-from draw_tf import composite_mnist
-from draw_tf.config import COMPOSITE_DATASETS, ConfigError, TrainConfig
+from draw_tf import composite_mnist, instructed_mnist
+from draw_tf.config import (
+    COMPOSITE_DATASETS,
+    INSTRUCTED_DATASET,
+    ConfigError,
+    TrainConfig,
+)
 
 if TYPE_CHECKING:  # TensorFlow only where tf.data is used: not on JAX.
     import tensorflow as tf
@@ -90,8 +95,18 @@ class Splits:
       validation_labels: likewise.
       test_labels: likewise.
       composite: "" or the composite dataset (two_digit_mnist,
-        cluttered_mnist) whose training batches are built at every step
-        from `train`'s digits (`compose_training_batch`).
+        cluttered_mnist, instructed_mnist) whose training batches are built
+        at every step from `train`'s digits (`compose_training_batch`,
+        `draw_tf.instructed_mnist.episodes`).
+      validation_places: --task=instruct on instructed_mnist: int64 [n,
+        turns] the quadrant of every turn; else None.
+      test_places: likewise.
+
+    With --task=instruct, validation and test are episodes: uint8 targets
+    [n, turns, H, W, 1] (the canvas after each turn; one turn of plain
+    digits for the class-conditional model), their labels int64 [n,
+    turns] the instructed classes; `train` holds the training digits and
+    `train_labels` their classes.
     """
 
     train: np.ndarray
@@ -102,11 +117,18 @@ class Splits:
     validation_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     composite: str = ""
+    validation_places: np.ndarray | None = None
+    test_places: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(height, width, channels) of the model's images."""
-        return tuple(int(size) for size in self.validation.shape[1:])
+        """(height, width, channels) of the model's images (or canvas)."""
+        return tuple(int(size) for size in self.validation.shape[-3:])
+
+    @property
+    def episodic(self) -> bool:
+        """Whether validation and test are episodes (--task=instruct)."""
+        return self.validation.ndim == 5
 
 
 def read_idx(path: str, expected_magic: int = _IMAGES_MAGIC) -> np.ndarray:
@@ -211,11 +233,9 @@ def load_splits(config: TrainConfig) -> Splits:
         (train, train_labels), (test, test_labels) = splits
     _check_images(train, "training")
     _check_images(test, "test")
-    if config.task == "classify" and (
-        train_labels is None or test_labels is None
-    ):
+    if _needs_labels(config) and (train_labels is None or test_labels is None):
         raise DataError(
-            f"--task=classify needs label files next to the images in "
+            f"--task={config.task} needs label files next to the images in "
             f"--data_dir={config.data_dir} ({LABEL_FILES['train']}[.gz], "
             f"{LABEL_FILES['test']}[.gz])."
         )
@@ -250,7 +270,24 @@ def load_splits(config: TrainConfig) -> Splits:
             # The training file as a whole, then the test file: the
             # validation images do not depend on --validation_size.
             static_train = binarize(train, [STATIC_BINARIZATION_SEED, 0])
-            test = binarize(test, [STATIC_BINARIZATION_SEED, 1])
+            static_test = binarize(test, [STATIC_BINARIZATION_SEED, 1])
+        else:
+            static_test = test
+        if config.task == "instruct":
+            return _episode_splits(
+                config,
+                train[:cut],
+                labels["train"],
+                {
+                    "validation": (
+                        train[cut:],
+                        static_train[cut:],
+                        labels["validation"],
+                    ),
+                    "test": (test, static_test, labels["test"]),
+                },
+            )
+        test = static_test
         images = {
             "train": (train if dynamic else static_train)[:cut],
             "validation": static_train[cut:],
@@ -291,7 +328,7 @@ def compose_training_batch(
 
 # Datasets built from the MNIST digits: found locally when --data_dir is
 # empty, else loaded from TFDS "mnist".
-MNIST_BASED_DATASETS = ("mnist", *COMPOSITE_DATASETS)
+MNIST_BASED_DATASETS = ("mnist", *COMPOSITE_DATASETS, INSTRUCTED_DATASET)
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -320,10 +357,7 @@ def _read_local_split(config: TrainConfig, split: str):
     """(images [n, H, W, 1], labels [n] or None) from --data_dir."""
     images = read_idx(find_idx_file(config.data_dir, IMAGE_FILES[split]))
     labels = None
-    needs_labels = (
-        config.task == "classify" or config.dataset == "cluttered_mnist"
-    )
-    if needs_labels:
+    if _needs_labels(config):
         labels = read_idx(
             find_idx_file(config.data_dir, LABEL_FILES[split]),
             expected_magic=_LABELS_MAGIC,
@@ -334,6 +368,85 @@ def _read_local_split(config: TrainConfig, split: str):
                 f"but {len(labels)} labels."
             )
     return images[..., np.newaxis], labels
+
+
+def _needs_labels(config: TrainConfig) -> bool:
+    return config.task in ("classify", "instruct") or (
+        config.dataset == "cluttered_mnist"
+    )
+
+
+# The seeds of the evaluation episodes of instructed MNIST (split index
+# 1 validation, 2 test), fixed so that every run is judged on the same.
+EPISODE_SEED = 2019_06_21
+
+
+def binarize_episodes(targets: np.ndarray, seed) -> np.ndarray:
+    """`binarize` of episode targets, one draw per pixel for all turns.
+
+    A pixel of a digit keeps its binary value from the turn the digit is
+    added on through every later turn (digits of one episode do not
+    overlap).
+
+    Args:
+      targets: uint8 [n, turns, H, W, C].
+      seed: numpy's default_rng seed.
+
+    Returns:
+      uint8 [n, turns, H, W, C] of 0 or 255.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (targets.shape[0], 1, *targets.shape[2:])
+    uniform = rng.uniform(size=shape)
+    return np.where(uniform < targets / 255.0, 255, 0).astype(np.uint8)
+
+
+def _episode_splits(config, train, train_labels, evaluation) -> Splits:
+    """--task=instruct's splits: training digits, evaluation episodes.
+
+    Args:
+      config: --task=instruct.
+      train: uint8 [n, 28, 28, 1] training digits (grey).
+      train_labels: int64 [n].
+      evaluation: {"validation": ..., "test": ...}, each (grey digits,
+        the same digits binarized as the unconditional splits are, or
+        grey with --binarization=none, labels).
+    """
+    splits = {}
+    for index, split in enumerate(("validation", "test"), start=1):
+        grey, static, labels = evaluation[split]
+        if config.dataset == INSTRUCTED_DATASET:
+            episodes = instructed_mnist.episodes(
+                grey[..., 0],
+                labels,
+                count=len(grey),
+                turns=config.num_turns,
+                seed=[EPISODE_SEED, index],
+            )
+            targets, classes = episodes.targets, episodes.classes
+            places = episodes.places
+            if config.binarization != "none":
+                targets = binarize_episodes(
+                    targets, [STATIC_BINARIZATION_SEED, 20 + index]
+                )
+        else:  # class-conditional: one turn, the digit of its label
+            targets = static[:, np.newaxis]
+            classes, places = labels[:, np.newaxis], None
+        splits[split] = (targets, classes.astype(np.int64), places)
+    return Splits(
+        train=train,
+        validation=splits["validation"][0],
+        test=splits["test"][0],
+        dynamic_binarization=config.binarization == "dynamic",
+        train_labels=train_labels,
+        validation_labels=splits["validation"][1],
+        test_labels=splits["test"][1],
+        composite=INSTRUCTED_DATASET
+        if config.dataset == INSTRUCTED_DATASET
+        else "",
+        validation_places=splits["validation"][2],
+        test_places=splits["test"][2],
+    )
 
 
 def composite_split(config: TrainConfig, split: str, digits, labels):
@@ -476,7 +589,7 @@ def _load_tfds(config: TrainConfig):
             "directory for TFDS's data (or empty for TFDS's default)."
         )
     name = config.dataset
-    if name in COMPOSITE_DATASETS:
+    if name in (*COMPOSITE_DATASETS, INSTRUCTED_DATASET):
         name = "mnist"  # built from its digits and labels
     if name == "binarized_mnist":
         split_names = ["train", "validation", "test"]

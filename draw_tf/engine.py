@@ -139,14 +139,22 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(
-        self, images: np.ndarray, labels, importance_samples: int = 0
+        self,
+        images: np.ndarray,
+        labels,
+        importance_samples: int = 0,
+        places=None,
     ) -> dict:
         """The bounds (or classifier numbers) of uint8 images [n, H, W, C].
 
         Args:
-          images: uint8 [n, height, width, channels].
-          labels: int [n] to classify, else None.
-          importance_samples: k of the importance-weighted bound; 0 skips.
+          images: uint8 [n, height, width, channels]; to instruct, episode
+            targets [n, turns, H, W, C].
+          labels: int [n] to classify; to instruct, the classes [n,
+            turns]; else None.
+          importance_samples: k of the importance-weighted bound; 0 skips
+            (not to instruct).
+          places: to instruct on places, int [n, turns]; else None.
         """
 
     @abc.abstractmethod
@@ -160,6 +168,20 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def classify_images(self, images: np.ndarray) -> dict:
         """The classifier's outputs (NumPy): logits, read_windows."""
+
+    def draw_instructions(self, classes, places=None, canvases=False):
+        """Episodes drawn from instructions (NumPy; --task=instruct).
+
+        Episode i's noise is a function of (the evaluation seed, i):
+        `draw_tf.bounds.EpisodeEvaluator.draw`.
+
+        Returns:
+          images [n, turns, H, W, C], write_windows, and with `canvases`
+          the canvas after every step.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not train instructed models."
+        )
 
     def devices(self) -> list[str]:
         """The accelerators or replicas training runs on, for the record."""

@@ -246,3 +246,32 @@ def parse(text: str, max_turns: int = len(PLACES)) -> list[Instruction]:
             f"{len(instructions)} turns; this model draws at most {max_turns}."
         )
     return instructions
+
+
+_CLASSES = re.compile(r"^\s*\d(\s*,\s*\d)*\s*$")
+
+
+def parse_classes(text: str) -> list[int]:
+    """Digit classes from text, for a class-conditional model: "7" or "7, 3".
+
+    Each class is drawn as its own picture.
+
+    Raises:
+      InstructionError: one line naming the bad text and what is expected.
+    """
+    if not _CLASSES.match(text):
+        raise InstructionError(
+            f"{text.strip()!r} is not a list of digits; this model draws "
+            'one digit per class, e.g. "7" or "7, 3, 1" (no places).'
+        )
+    return [int(part) for part in text.split(",")]
+
+
+def describe(classes, places=None) -> str:
+    """One episode's instructions as text: "7 top-left; 3 bottom-right"."""
+    if places is None:
+        return ", ".join(str(int(c)) for c in classes)
+    return "; ".join(
+        str(Instruction(int(c), int(p)))
+        for c, p in zip(classes, places, strict=True)
+    )

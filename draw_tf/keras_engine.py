@@ -3,8 +3,9 @@
 `python train.py --flagfile=...` trains with this engine when Keras runs
 on another backend than TensorFlow (`KERAS_BACKEND=jax`, on the CPU or on
 the GPUs JAX sees, with no TensorFlow installed); it runs on TensorFlow
-too. Both tasks: the DRAW model (`--task=generate`) and the attention
-classifier (`--task=classify`). Its files in the workdir
+too. Every task: the DRAW model (`--task=generate`), the attention
+classifier (`--task=classify`) and the instructed model (`--task=instruct`,
+the only engine that trains it). Its files in the workdir
 (`draw_tf.workdir`):
 
     keras_checkpoints/         ckpt-<step>.keras: model and optimizer, the
@@ -37,12 +38,18 @@ import keras
 import numpy as np
 from absl import logging
 
-from draw_tf import backend, bounds, schedules, workdir
+from draw_tf import (
+    backend,
+    bounds,
+    instructed_mnist,
+    loading,
+    models,
+    schedules,
+    workdir,
+)
 from draw_tf import data as data_lib
-from draw_tf.classifier import DrawClassifier
-from draw_tf.config import ConfigError, TrainConfig
+from draw_tf.config import INSTRUCTED_DATASET, ConfigError, TrainConfig
 from draw_tf.engine import Engine, Outcome, Restored
-from draw_tf.model import DrawModel
 
 CHECKPOINTS = workdir.KERAS_CHECKPOINTS
 BEST_WEIGHTS = workdir.KERAS_BEST_WEIGHTS
@@ -119,6 +126,51 @@ def training_batches(
     return np.concatenate(chunks).astype(np.float32) / 255.0, labels
 
 
+def training_episodes(
+    splits: data_lib.Splits, config: TrainConfig, start: int, stop: int
+) -> dict[str, np.ndarray]:
+    """The episodes of steps [start, stop), in order (--task=instruct).
+
+    instructed_mnist: step s composes `batch_size` new episodes of
+    --num_turns turns from the training digits (seeded by the seed and s),
+    binarized afresh (seeded likewise) when the binarization is dynamic.
+    A class-conditional dataset: `training_batches`' digits, one turn each,
+    told their labels.
+
+    Returns:
+      {"targets": float32 [n, turns, H, W, C] in [0, 1], "classes": int64
+      [n, turns], and on instructed_mnist "places": int64 [n, turns]},
+      n = (stop - start) * batch_size.
+    """
+    if splits.composite != INSTRUCTED_DATASET:
+        images, labels = training_batches(splits, config, start, stop)
+        return {
+            "targets": images[:, np.newaxis],
+            "classes": labels[:, np.newaxis],
+        }
+    parts = []
+    for step in range(start, stop):
+        episodes = instructed_mnist.episodes(
+            splits.train,
+            splits.train_labels,
+            count=config.batch_size,
+            turns=config.num_turns,
+            seed=[config.seed, _COMPOSITE_STREAM, step],
+        )
+        targets = episodes.targets
+        if splits.dynamic_binarization:
+            targets = data_lib.binarize_episodes(
+                targets, [config.seed, _BINARIZATION_STREAM, step]
+            )
+        parts.append((targets, episodes.classes, episodes.places))
+    return {
+        "targets": np.concatenate([p[0] for p in parts]).astype(np.float32)
+        / 255.0,
+        "classes": np.concatenate([p[1] for p in parts]),
+        "places": np.concatenate([p[2] for p in parts]),
+    }
+
+
 def training_images(
     splits: data_lib.Splits, config: TrainConfig, start: int, stop: int
 ) -> np.ndarray:
@@ -155,14 +207,12 @@ class KerasEngine(Engine):
         self.config = config
         self.splits = splits
         self.classify = config.task == "classify"
+        self.instruct = config.task == "instruct"
         self.description = f"Keras fit() on {backend.name()}"
         self.learning_rate_schedule = learning_rate_schedule
         self.replicas = distribute()
         backend.set_random_seed(config.seed)
-        model_class = DrawClassifier if self.classify else DrawModel
-        self.model = model_class(
-            **config.model_kwargs(splits.image_shape), name="draw"
-        )
+        self.model = models.build(config, splits.image_shape)
         self.model.compile(
             optimizer=keras.optimizers.Adam(
                 learning_rate_schedule,
@@ -170,19 +220,10 @@ class KerasEngine(Engine):
             ),
             jit_compile=config.jit_compile,
         )
+        self.evaluator = loading.evaluator(self.model, config)
         if self.classify:
-            self.evaluator = bounds.ClassifierEvaluator(
-                self.model, config.eval_batch_size, config.jit_compile
-            )
             self._classify = bounds.compiled_pass(
                 self.model, _outputs, config.jit_compile
-            )
-        else:
-            self.evaluator = bounds.Evaluator(
-                self.model,
-                config.eval_batch_size,
-                seed=config.seed + 1,
-                jit_compile=config.jit_compile,
             )
 
     def devices(self) -> list[str]:
@@ -305,7 +346,13 @@ class KerasEngine(Engine):
     def train_steps(self, start, stop, total, report) -> Outcome:
         """Steps [start, stop) in one fit() call."""
         config = self.config
-        images, labels = training_batches(self.splits, config, start, stop)
+        if self.instruct:
+            images, labels = (
+                training_episodes(self.splits, config, start, stop),
+                None,
+            )
+        else:
+            images, labels = training_batches(self.splits, config, start, stop)
         if not self.classify:
             labels = None
             self.model.seed_generator.state.assign(
@@ -337,7 +384,9 @@ class KerasEngine(Engine):
 
     # Evaluation and pictures.
 
-    def evaluate(self, images, labels, importance_samples=0) -> dict:
+    def evaluate(self, images, labels, importance_samples=0, places=None):
+        if self.instruct:
+            return self.evaluator(images, labels, places)
         if self.classify:
             return self.evaluator(images, labels)
         return self.evaluator(images, importance_samples=importance_samples)
@@ -352,6 +401,9 @@ class KerasEngine(Engine):
 
     def classify_images(self, images) -> dict:
         return self._classify(np.asarray(images, np.float32))
+
+    def draw_instructions(self, classes, places=None, canvases=False):
+        return self.evaluator.draw(classes, places, canvases=canvases)
 
 
 class _Reporter(keras.callbacks.Callback):

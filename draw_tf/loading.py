@@ -19,10 +19,8 @@ import os
 
 import keras
 
-from draw_tf import bounds, pretrained, workdir
-from draw_tf.classifier import DrawClassifier
+from draw_tf import bounds, models, pretrained, workdir
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
-from draw_tf.model import DrawModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +28,7 @@ class Loaded:
     """A model with its weights.
 
     Attributes:
-      model: a `DrawModel`, or a `DrawClassifier` for --task=classify.
+      model: the config's model (`draw_tf.models`).
       path: where the weights came from (a checkpoint prefix or a file).
       step: the training step they are of.
     """
@@ -41,13 +39,19 @@ class Loaded:
 
 
 def build_model(config: TrainConfig, image_shape) -> keras.Model:
-    """The config's model (DrawModel, or DrawClassifier to classify)."""
-    model_class = DrawClassifier if config.task == "classify" else DrawModel
-    return model_class(**config.model_kwargs(image_shape), name="draw")
+    """The config's model (`draw_tf.models`: DrawModel, ...)."""
+    return models.build(config, image_shape)
 
 
 def evaluator(model: keras.Model, config: TrainConfig):
     """The run loop's evaluator of `model` under `config` (its seed)."""
+    if config.task == "instruct":
+        return bounds.EpisodeEvaluator(
+            model,
+            config.eval_batch_size,
+            seed=config.seed + 1,
+            jit_compile=config.jit_compile,
+        )
     if config.task == "classify":
         return bounds.ClassifierEvaluator(
             model, config.eval_batch_size, config.jit_compile

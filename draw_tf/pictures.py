@@ -236,3 +236,43 @@ def save_sequence(tiles: list[Image.Image], directory: str, name: str) -> dict:
         animation_frames(tiles), os.path.join(directory, f"{name}.gif")
     )
     return {f"{name}_png": strip_path, f"{name}_gif": gif_path}
+
+
+def save_episode_pictures(
+    drawn: dict, directory: str, write_size: int | None, shown: int = 1
+) -> dict:
+    """The pictures of instructed episodes: turn by turn, and step by step.
+
+    Args:
+      drawn: NumPy outputs of `ConditionalDrawModel.generate`: images [n,
+        turns, H, W, C], canvases [n, turns, T, H, W, C] and, with write
+        attention, write_windows [n, turns, T, 5].
+      directory: where to write episodes.png (a row per episode, a column
+        per turn) and episode.{png,gif} (the first `shown` episodes drawn
+        step by step through all their turns, with the write windows).
+      write_size: N of the write, None without write attention.
+      shown: episodes drawn step by step.
+
+    Returns:
+      {name: path} of the files written.
+    """
+    images = drawn["images"]
+    count, turns = images.shape[:2]
+    paths = {
+        "episodes": save_png(
+            grid(images.reshape(-1, *images.shape[2:]), columns=turns),
+            os.path.join(directory, "episodes.png"),
+        )
+    }
+    canvases = drawn["canvases"][:shown]
+    steps = canvases.shape[1] * canvases.shape[2]
+    windows = drawn.get("write_windows")
+    tiles = annotated_tiles(
+        canvases.reshape(len(canvases), steps, *canvases.shape[3:]),
+        write_windows=None
+        if windows is None
+        else windows[:shown].reshape(len(canvases), steps, 5),
+        write_size=write_size,
+    )
+    paths.update(save_sequence(tiles, directory, "episode"))
+    return paths

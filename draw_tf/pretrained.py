@@ -23,9 +23,10 @@ Written by `python export/ship_pretrained.py` from a training workdir.
 import json
 import os
 
+import keras
+
 from draw_tf import config as config_lib
-from draw_tf.classifier import DrawClassifier
-from draw_tf.model import DrawModel
+from draw_tf import models
 
 DIRECTORY = os.path.join(os.path.dirname(__file__), "pretrained_models")
 WEIGHTS_FILE = "model.weights.h5"
@@ -67,6 +68,11 @@ def record(name: str) -> dict:
         return json.load(file)
 
 
+def task(name: str) -> str:
+    """What the model does: generate, classify, instruct or judge."""
+    return record(name)["architecture"].get("task", "generate")
+
+
 def train_config(name: str, **overrides) -> config_lib.TrainConfig:
     """The TrainConfig the model was trained with; `overrides` win."""
     values = dict(record(name)["config"])
@@ -77,29 +83,21 @@ def train_config(name: str, **overrides) -> config_lib.TrainConfig:
     )
 
 
-def build(architecture: dict, image_shape) -> DrawModel | DrawClassifier:
+def build(architecture: dict, image_shape) -> keras.Model:
     """An untrained model of a record's architecture and image shape."""
-    config = config_lib.TrainConfig(
-        workdir="-",
-        **{
-            key: value
-            for key, value in architecture.items()
-            if key in config_lib.TrainConfig.__dataclass_fields__
-        },
-    )
-    model_class = DrawClassifier if config.task == "classify" else DrawModel
-    return model_class(**config.model_kwargs(image_shape), name="draw")
+    return models.build_from_architecture(architecture, image_shape)
 
 
-def load(name: str) -> DrawModel | DrawClassifier:
+def load(name: str) -> keras.Model:
     """The shipped model `name`, built, with its trained weights.
 
     Args:
       name: one of `names()`.
 
     Returns:
-      A `DrawModel` (or, for a classifier, a `DrawClassifier`) in
-      inference use: `model(images)`, `model.generate(...)`.
+      The model in inference use (`draw_tf.models`): a `DrawModel`
+      (`model(images)`, `model.generate(...)`), a `DrawClassifier`, a
+      `ConditionalDrawModel` or the `DigitJudge`.
 
     Raises:
       UnknownModelError: if no model has this name.

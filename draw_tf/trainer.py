@@ -33,6 +33,7 @@ from absl import logging
 from draw_tf import (
     backend,
     event_summaries,
+    instructed_mnist,
     machine,
     pictures,
     schedules,
@@ -40,6 +41,7 @@ from draw_tf import (
     workdir,
 )
 from draw_tf import data as data_lib
+from draw_tf import judge as judge_lib
 from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
 from draw_tf.engine import Engine
 from draw_tf.errors import TrainingDivergedError
@@ -93,14 +95,18 @@ def run(config: TrainConfig, make_engine: MakeEngine | None = None):
 def default_engine(config: TrainConfig | None = None) -> MakeEngine:
     """The engine --engine names; "" picks the backend's.
 
-    tf.distribute on TensorFlow, fit() on the other backends.
+    tf.distribute on TensorFlow, fit() on the other backends; fit() for
+    --task=instruct.
 
     Raises:
       ConfigError: for --engine=distributed off TensorFlow.
     """
     engine = config.engine if config else ""
     if not engine:
-        engine = "distributed" if backend.is_tensorflow() else "keras"
+        distributed = backend.is_tensorflow() and not (
+            config and config.task == "instruct"
+        )
+        engine = "distributed" if distributed else "keras"
     if engine == "distributed":
         if not backend.is_tensorflow():
             raise ConfigError(
@@ -165,6 +171,7 @@ class Trainer:
         self.config = config
         self.splits = splits
         self.classify = config.task == "classify"
+        self.instruct = config.task == "instruct"
         # The validation number that picks the best checkpoint (lower is
         # better), and the training loss.
         self.selection_key = "error_rate" if self.classify else "negative_elbo"
@@ -372,7 +379,9 @@ class Trainer:
     def _validate(self) -> None:
         step = self.step
         results = self.evaluate_split(
-            self.splits.validation, self.splits.validation_labels
+            self.splits.validation,
+            self.splits.validation_labels,
+            places=self.splits.validation_places,
         )
         results.update(split="validation", step=step)
         logging.info(
@@ -389,7 +398,17 @@ class Trainer:
             for key, value in results.items():
                 if isinstance(value, float):
                     summaries.scalar(f"validation/{key}", value, step)
-            if not self.classify:
+            if self.instruct:
+                drawn = self._draw_validation_instructions(8)
+                summaries.image(
+                    "episodes",
+                    pictures.grid(
+                        drawn.reshape(-1, *drawn.shape[2:]),
+                        columns=drawn.shape[1],
+                    ),
+                    step,
+                )
+            elif not self.classify:
                 samples = self.engine.generate(16, seed=np.array([0, 0]))
                 summaries.image(
                     "samples",
@@ -426,18 +445,26 @@ class Trainer:
 
     # Evaluation and pictures.
 
-    def evaluate_split(self, images, labels=None, importance_samples=0) -> dict:
+    def evaluate_split(
+        self, images, labels=None, importance_samples=0, places=None
+    ) -> dict:
         """The bounds (or, to classify, the error rate) of uint8 images.
 
         Args:
-          images: uint8 [n, H, W, C]; the first --max_eval_examples only.
-          labels: int [n] to classify, else None.
-          importance_samples: k of the importance-weighted bound; 0 skips.
+          images: uint8 [n, H, W, C] (episodes [n, turns, H, W, C] to
+            instruct); the first --max_eval_examples only.
+          labels: int [n] to classify, the classes [n, turns] to
+            instruct; else None.
+          importance_samples: k of the importance-weighted bound; 0 skips
+            (the instructed model's bounds are ELBOs).
+          places: int [n, turns] to instruct on places, else None.
         """
-        if self.config.max_eval_examples:
-            images = images[: self.config.max_eval_examples]
-            if labels is not None:
-                labels = labels[: self.config.max_eval_examples]
+        limit = self.config.max_eval_examples or None
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+        places = None if places is None else places[:limit]
+        if self.instruct:
+            return self.engine.evaluate(images, labels, 0, places)
         return self.engine.evaluate(
             images, labels if self.classify else None, importance_samples
         )
@@ -448,7 +475,10 @@ class Trainer:
             self.splits.test,
             self.splits.test_labels,
             self.config.importance_samples,
+            places=self.splits.test_places,
         )
+        if self.instruct:
+            results.update(self.judge_test_episodes())
         results.update(split="test", step=self.step, backend=backend.name())
         if self.is_chief:
             path = workdir.path(self.config.workdir, workdir.TEST)
@@ -457,6 +487,77 @@ class Trainer:
                 json.dump(results, file, indent=2, sort_keys=True)
         print(json.dumps(results, sort_keys=True), flush=True)
         return results
+
+    def judge_test_episodes(self) -> dict:
+        """The judge's reading of episodes drawn from the test instructions.
+
+        The test split's instructions (the first --max_eval_examples),
+        drawn with episode i's noise from (seed + 1, stream, i)
+        (`draw_tf.bounds.EpisodeEvaluator.draw`), read by --judge at each
+        instructed place (`draw_tf.judge.judge_episodes`).
+
+        Returns:
+          {"instruction_accuracy": [per turn], "preservation": [per turn],
+          "judge": its name} in fractions, or {} without --judge.
+        """
+        judge_model = warm_start.load_judge(self.config.judge)
+        if judge_model is None:
+            return {}
+        limit = self.config.max_eval_examples or None
+        classes = self.splits.test_labels[:limit]
+        places = self.splits.test_places
+        places = None if places is None else places[:limit]
+        drawn = self.engine.draw_instructions(classes, places)
+        scores = judge_lib.judge_episodes(
+            judge_model, drawn["images"], classes, places
+        )
+        return {
+            "instruction_accuracy": scores["instruction_accuracy"].tolist(),
+            "preservation": scores["preservation"].tolist(),
+            "judge": self.config.judge,
+        }
+
+    def _draw_validation_instructions(self, count: int) -> np.ndarray:
+        """The first validation instructions drawn: [count, turns, H, W, C]."""
+        places = self.splits.validation_places
+        return self.engine.draw_instructions(
+            self.splits.validation_labels[:count],
+            None if places is None else places[:count],
+        )["images"]
+
+    def instructions(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """What --mode=draw draws: --instructions, else test instructions.
+
+        --instructions="7 top-left; 3 bottom-right" is one episode, drawn
+        min(--num_pictures, 8) times (new noise each); to a
+        class-conditional model "7, 3" is a digit of each class.
+
+        Returns:
+          (classes int64 [n, turns], places int64 [n, turns] or None).
+
+        Raises:
+          ConfigError: for --instructions this model can't draw (one line).
+        """
+        config = self.config
+        count = min(config.num_pictures, 8)
+        if not config.instructions:
+            places = self.splits.test_places
+            return (
+                self.splits.test_labels[:count],
+                None if places is None else places[:count],
+            )
+        try:
+            if not config.num_places:
+                digits = instructed_mnist.parse_classes(config.instructions)
+                return np.array(digits, np.int64)[:, np.newaxis], None
+            parsed = instructed_mnist.parse(
+                config.instructions, max_turns=config.num_turns
+            )
+        except instructed_mnist.InstructionError as error:
+            raise ConfigError(f"--instructions: {error}") from None
+        classes = np.array([[i.digit for i in parsed]] * count, np.int64)
+        places = np.array([[i.place for i in parsed]] * count, np.int64)
+        return classes, places
 
     def draw(self) -> dict:
         """Writes the sample grid and the step-by-step canvas pictures."""
@@ -467,6 +568,8 @@ class Trainer:
             return {}
         if self.classify:
             return self._draw_glimpses(directory)
+        if self.instruct:
+            return self._draw_episodes(directory)
         cell = self.model.cell
         seed = np.array([config.seed, 7])
         generated = self.engine.generate(count, seed)
@@ -485,6 +588,24 @@ class Trainer:
             self.step,
         )
         self.summaries.flush()
+        for name, path in paths.items():
+            logging.info("Wrote %s: %s", name, path)
+        return paths
+
+    def _draw_episodes(self, directory) -> dict:
+        """Episodes drawn turn by turn, and the first step by step."""
+        classes, places = self.instructions()
+        drawn = self.engine.draw_instructions(classes, places, canvases=True)
+        paths = pictures.save_episode_pictures(
+            drawn, directory, self.model.cell.write_patch_size
+        )
+        logging.info(
+            "drew %d episodes of %s",
+            len(classes),
+            instructed_mnist.describe(
+                classes[0], None if places is None else places[0]
+            ),
+        )
         for name, path in paths.items():
             logging.info("Wrote %s: %s", name, path)
         return paths

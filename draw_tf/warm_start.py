@@ -76,6 +76,43 @@ def load_shipped(
     return record
 
 
+def load_judge(judge: str) -> keras.Model | None:
+    """The judge --judge names: a shipped judge, or a `.weights.h5` file.
+
+    Args:
+      judge: a shipped judge's name (e.g. "digit_judge"), the path of a
+        `DigitJudge`'s weights file, or "" for none.
+
+    Returns:
+      The judge with its weights, or None for "".
+
+    Raises:
+      ConfigError: if it is neither (one line).
+    """
+    if not judge:
+        return None
+    if judge in pretrained.names():
+        return pretrained.load(judge)
+    if judge.endswith(".weights.h5") and os.path.isfile(judge):
+        from draw_tf.judge import DigitJudge
+
+        model = DigitJudge(name="digit_judge")
+        try:
+            model.load_weights(judge)
+        except (OSError, ValueError, KeyError) as error:
+            first_line = str(error).strip().splitlines()[0][:200]
+            raise ConfigError(
+                f"--judge={judge} is not a DigitJudge's weights ({first_line})."
+            ) from None
+        return model
+    judges = [n for n in pretrained.names() if pretrained.task(n) == "judge"]
+    raise ConfigError(
+        f"--judge={judge}: expected a shipped judge "
+        f"({', '.join(judges) or 'none shipped'}), a DigitJudge .weights.h5 "
+        "file, or empty for none."
+    )
+
+
 def initialize(
     model: keras.Model,
     config: TrainConfig,

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("draw_tf", "draw_tf/tensorflow", "export", "serving", "bench")
 BINARIES = {
     ".": ["train.py"],
-    "export": ["export_saved_model.py", "ship_pretrained.py"],
+    "export": ["export_saved_model.py", "ship_judge.py", "ship_pretrained.py"],
     "serving": ["client.py", "session_benchmark.py"],
     "bench": [
         "cluttered_errors.py",

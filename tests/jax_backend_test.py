@@ -32,6 +32,7 @@ PORTABLE_TESTS = [
     "tests/bounds_test.py",
     "tests/cell_test.py",
     "tests/conditional_model_test.py",
+    "tests/instruct_task_test.py",
     "tests/judge_test.py",
     "tests/keras_engine_test.py",
     "tests/losses_test.py",

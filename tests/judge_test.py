@@ -71,3 +71,23 @@ def test_a_trained_judge_scores_true_episodes_high_and_wrong_ones_low():
         model, blank, episodes.classes, episodes.places
     )
     assert erased["preservation"][2] < 0.3, erased
+
+
+def test_the_shipped_judge_reads_its_recorded_test_crops():
+    from draw_tf import pretrained
+
+    record = pretrained.record("digit_judge")
+    assert record["test"]["accuracy"] >= 0.99
+    assert record["test"]["num_examples"] == 10000
+    model = pretrained.load("digit_judge")
+    assert isinstance(model, judge.DigitJudge)
+    # The record's first 200 test crops are those of the package's sample
+    # (the first test digits), with the same shifts.
+    sample = mnist_sample.load()
+    size = record["sample_subset"]["size"]
+    crops = judge.judge_crops(
+        sample.images[:size], seed=record["test"]["crop_seed"]
+    )
+    predictions = judge.predict(model, crops)
+    assert predictions.tolist() == record["sample_subset"]["predictions"]
+    assert np.mean(predictions == sample.labels[:size]) >= 0.98

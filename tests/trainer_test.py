@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import draw_tf
 from draw_tf import config as config_lib
-from draw_tf import data, errors
-from draw_tf.classifier import DrawClassifier
+from draw_tf import data, errors, models
 from draw_tf.tensorflow import distributed_engine
 from tests.tiny_run import tiny_config, tiny_flags
 
@@ -201,6 +199,7 @@ IMAGE_SHAPES = {
     "fashion_mnist": (28, 28, 1),
     "two_digit_mnist": (60, 60, 1),
     "cluttered_mnist": (100, 100, 1),
+    "instructed_mnist": (60, 60, 1),
     "svhn_cropped": (32, 32, 3),
     "cifar10": (32, 32, 3),
 }
@@ -225,13 +224,10 @@ def test_every_config_parses_and_builds_its_model():
         ).validate()
         image_shape = IMAGE_SHAPES[config.dataset]
         config.check_image_shape(image_shape)
-        if config.task == "classify":
-            model = DrawClassifier(**config.model_kwargs(image_shape))
-        else:
-            model = draw_tf.DrawModel(**config.model_kwargs(image_shape))
+        model = models.build(config, image_shape)
         assert model.count_params() > 0, path
         tasks.add(config.task)
-    assert tasks == {"generate", "classify"}
+    assert tasks == {"generate", "classify", "instruct"}
 
 
 @pytest.mark.slow

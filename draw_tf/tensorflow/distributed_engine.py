@@ -23,12 +23,11 @@ import shutil
 import keras
 import tensorflow as tf
 
-from draw_tf import bounds, losses, schedules, workdir
+from draw_tf import bounds, losses, models, schedules, workdir
 from draw_tf import data as data_lib
-from draw_tf.classifier import DrawClassifier, classification_terms
+from draw_tf.classifier import classification_terms
 from draw_tf.config import ConfigError, TrainConfig
 from draw_tf.engine import Engine, Outcome, Restored
-from draw_tf.model import DrawModel
 from draw_tf.tensorflow import distribution
 
 
@@ -50,6 +49,12 @@ class DistributedEngine(Engine):
         learning_rate_schedule: schedules.LearningRateSchedule,
         strategy: tf.distribute.Strategy | None = None,
     ):
+        if config.task == "instruct":
+            raise ConfigError(
+                "--task=instruct trains with Keras fit() (--engine=keras); "
+                "the tf.distribute engine trains the unconditional model and "
+                "the classifier."
+            )
         strategy = strategy or distribution.make_strategy()
         self.config = config
         self.strategy = strategy
@@ -66,10 +71,7 @@ class DistributedEngine(Engine):
         self.loss_key = "cross_entropy" if self.classify else "negative_elbo"
         keras.utils.set_random_seed(config.seed)  # same init on all workers
         with strategy.scope():
-            model_class = DrawClassifier if self.classify else DrawModel
-            self.model = model_class(
-                **config.model_kwargs(splits.image_shape), name="draw"
-            )
+            self.model = models.build(config, splits.image_shape)
             self.optimizer = keras.optimizers.Adam(learning_rate_schedule)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -356,7 +358,8 @@ class DistributedEngine(Engine):
 
     # Evaluation and pictures.
 
-    def evaluate(self, images, labels, importance_samples=0) -> dict:
+    def evaluate(self, images, labels, importance_samples=0, places=None):
+        del places  # --task=instruct trains with fit() only
         if self.classify:
             return self.evaluator(images, labels)
         return self.evaluator(images, importance_samples=importance_samples)
