@@ -22,6 +22,11 @@ Signatures (method `tensorflow/serving/predict`, batch dimension -1):
       -> reconstructions float32 [batch, H, W, C],
          nll_bound float32 [batch] (negative ELBO, nats per image)
 
+An instructed model (--task=instruct, `ConditionalDrawModel`) has the
+signatures of `export.instructed_serving` instead: draw_instructions
+(classes, places, seeds -> the canvas after every turn) and, without
+places, a class-conditional generate (classes, seeds -> images).
+
 Images are Bernoulli means, sigmoid(c_T). A seed fixes the noise of one
 image, z_1..z_T = stateless_normal([T, z], seed=[seed, 0]): the same seed
 gives the same image on every call (bit for bit) and in every batch
@@ -41,9 +46,11 @@ import numpy as np
 import tensorflow as tf
 
 import draw_tf
-from draw_tf import losses
+from draw_tf import losses, models
 from draw_tf import workdir as workdir_layout
+from draw_tf.conditional_model import ConditionalDrawModel
 from draw_tf.config import ConfigError, make_writable_directory
+from export import instructed_serving
 
 SIGNATURES = (
     "generate",
@@ -210,7 +217,10 @@ def _assert_not_empty(tensor, name):
 
 
 def read_architecture(workdir: str) -> dict:
-    """The model arguments recorded in `<workdir>/config.json`.
+    """The architecture recorded in `<workdir>/config.json`.
+
+    Returns:
+      Its "architecture" dict (with image_shape).
 
     Raises:
       ExportError: if the file is missing or unreadable.
@@ -225,20 +235,13 @@ def read_architecture(workdir: str) -> dict:
         ) from None
     except (OSError, ValueError, KeyError) as error:
         raise ExportError(f"{path} is not a valid config: {error}") from None
-    attention = architecture["attention"]
-    return dict(
-        image_shape=tuple(architecture["image_shape"]),
-        num_steps=architecture["num_steps"],
-        encoder_units=architecture["encoder_units"],
-        decoder_units=architecture["decoder_units"],
-        latent_size=architecture["latent_size"],
-        read_glimpse_size=architecture["read_glimpse_size"]
-        if attention
-        else None,
-        write_patch_size=architecture["write_patch_size"]
-        if attention
-        else None,
-    )
+    if architecture.get("task", "generate") not in ("generate", "instruct"):
+        raise ExportError(
+            f"--workdir={workdir} holds a --task={architecture['task']} "
+            "model; the serving export is for DRAW generative models "
+            "(--task=generate or instruct)."
+        )
+    return architecture
 
 
 def find_checkpoint(workdir: str, checkpoint: str = "") -> str:
@@ -271,7 +274,10 @@ def load_model(workdir: str, checkpoint: str = "") -> tuple:
     Raises:
       ExportError: if the checkpoint does not match the architecture.
     """
-    model = draw_tf.DrawModel(**read_architecture(workdir), name="draw")
+    architecture = read_architecture(workdir)
+    model = models.build_from_architecture(
+        architecture, architecture["image_shape"]
+    )
     path = find_checkpoint(workdir, checkpoint)
     if path.endswith(".weights.h5"):
         try:
@@ -316,10 +322,10 @@ def load_pretrained(name: str) -> tuple:
         model = pretrained.load(name)
     except pretrained.UnknownModelError as error:
         raise ExportError(f"--pretrained: {error}") from None
-    if not isinstance(model, draw_tf.DrawModel):
+    if not isinstance(model, draw_tf.DrawModel | ConditionalDrawModel):
         raise ExportError(
-            f"--pretrained={name} is a classifier; the serving export is "
-            "for DRAW generative models."
+            f"--pretrained={name} is a {pretrained.task(name)} model; the "
+            "serving export is for DRAW generative models."
         )
     return model, f"pretrained:{name}", int(pretrained.record(name)["steps"])
 
@@ -382,17 +388,20 @@ def export(
     staging = os.path.join(model_dir, f".tmp-{version}")
     shutil.rmtree(staging, ignore_errors=True)
     make_writable_directory("export_base", model_dir)
-    module = DrawServingModule(model, max_batch_size)
+    if isinstance(model, ConditionalDrawModel):
+        module = instructed_serving.InstructedServingModule(
+            model, max_batch_size
+        )
+        warmup = instructed_serving.warmup_inputs(model)
+    else:
+        module = DrawServingModule(model, max_batch_size)
+        warmup = warmup_inputs(
+            model.num_steps, model.latent_size, model.image_shape
+        )
     tf.saved_model.save(module, staging, signatures=module.signatures())
     extra = os.path.join(staging, "assets.extra")
     os.makedirs(extra, exist_ok=True)
-    write_warmup_requests(
-        os.path.join(extra, WARMUP_FILE),
-        model_name,
-        model.num_steps,
-        model.latent_size,
-        model.image_shape,
-    )
+    write_warmup_requests(os.path.join(extra, WARMUP_FILE), model_name, warmup)
     with open(os.path.join(extra, "export_info.json"), "w") as file:
         json.dump(
             {
@@ -425,10 +434,14 @@ def warmup_inputs(num_steps, latent_size, image_shape) -> dict:
     }
 
 
-def write_warmup_requests(
-    path, model_name, num_steps, latent_size, image_shape
-) -> None:
-    """Writes a TFRecord of PredictionLog, one PredictRequest a signature."""
+def write_warmup_requests(path, model_name, inputs_by_signature) -> None:
+    """Writes a TFRecord of PredictionLog, one PredictRequest a signature.
+
+    Args:
+      path: the file.
+      model_name: the served model's name.
+      inputs_by_signature: {signature: {input name: array}}.
+    """
     from tensorflow_serving.apis import (
         model_pb2,
         predict_pb2,
@@ -436,9 +449,7 @@ def write_warmup_requests(
     )
 
     with tf.io.TFRecordWriter(path) as writer:
-        for signature, inputs in warmup_inputs(
-            num_steps, latent_size, image_shape
-        ).items():
+        for signature, inputs in inputs_by_signature.items():
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(
                     name=model_name, signature_name=signature

@@ -3,10 +3,14 @@
     python serving/client.py --server=localhost:8500 --protocol=grpc
     python serving/client.py --server=localhost:8501 --protocol=rest \
         --rest_format=columnar --num_samples=64 --requests=20
+    python serving/client.py --model_name=instructed_mnist \
+        --instructions="7 top-left; 3 bottom-right" --num_samples=4
 
 Prints the latency of each request (p50 and p99 over --requests), writes
 the samples of the last one to --output; --metadata prints the model's
-signatures instead. Flags only; the work is in client_lib.
+signatures instead. With --instructions, an instructed model's episodes
+(the draw_instructions signature): a row per sample, a column per turn.
+Flags only; the work is in client_lib.
 """
 
 import json
@@ -50,6 +54,13 @@ _REQUESTS = flags.DEFINE_integer(
 )
 _TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Seconds per request; > 0.")
 _OUTPUT = flags.DEFINE_string("output", "samples.png", "PNG grid to write.")
+_INSTRUCTIONS = flags.DEFINE_string(
+    "instructions",
+    "",
+    'What an instructed model draws: "7 top-left; 3 bottom-right" (a turn '
+    'per ";", draw_instructions), or "7, 3" (a class-conditional model\'s '
+    "generate); --num_samples of each. Empty: the unconditional generate.",
+)
 _METADATA = flags.DEFINE_bool(
     "metadata", False, "Print the model metadata and exit."
 )
@@ -119,6 +130,17 @@ def main(argv):
     """Runs the requests, or the metadata call."""
     del argv
     _check_flags()
+    seeds = np.arange(
+        _SEED.value, _SEED.value + _NUM_SAMPLES.value, dtype=np.int64
+    )
+    signature, inputs, columns = "generate", {"seeds": seeds}, 8
+    if _INSTRUCTIONS.value:
+        try:
+            signature, inputs, columns = client_lib.instruction_request(
+                _INSTRUCTIONS.value, _NUM_SAMPLES.value, _SEED.value
+            )
+        except client_lib.ClientError as error:
+            _fail(error)
     try:
         if _METADATA.value:
             call = (
@@ -129,9 +151,6 @@ def main(argv):
             metadata = call(_SERVER.value, _MODEL_NAME.value, _TIMEOUT.value)
             print(json.dumps(metadata, indent=2))
             return
-        seeds = np.arange(
-            _SEED.value, _SEED.value + _NUM_SAMPLES.value, dtype=np.int64
-        )
         durations = []
         for _ in range(_REQUESTS.value):
             if _PROTOCOL.value == "grpc":
@@ -139,8 +158,8 @@ def main(argv):
                     client_lib.grpc_predict,
                     _SERVER.value,
                     _MODEL_NAME.value,
-                    "generate",
-                    {"seeds": seeds},
+                    signature,
+                    inputs,
                     _TIMEOUT.value,
                 )
             else:
@@ -148,8 +167,8 @@ def main(argv):
                     client_lib.rest_predict,
                     _SERVER.value,
                     _MODEL_NAME.value,
-                    "generate",
-                    {"seeds": seeds},
+                    signature,
+                    inputs,
                     ["images"],
                     _REST_FORMAT.value,
                     _TIMEOUT.value,
@@ -159,9 +178,11 @@ def main(argv):
         print(f"client.py: error: {error}", file=sys.stderr)
         sys.exit(1)
     images = outputs["images"]
-    client_lib.png_grid(images, _OUTPUT.value, columns=8)
+    if images.ndim == 5:  # episodes: [samples, turns, H, W, C]
+        images = images.reshape(-1, *images.shape[2:])
+    client_lib.png_grid(images, _OUTPUT.value, columns=columns)
     print(
-        f"{len(durations)} request(s) of {len(seeds)} images via "
+        f"{len(durations)} request(s) of {len(images)} images via "
         f"{_PROTOCOL.value}: p50 {client_lib.percentile_ms(durations, 50):.1f}"
         f" ms, p99 {client_lib.percentile_ms(durations, 99):.1f} ms; wrote "
         f"{_OUTPUT.value}"

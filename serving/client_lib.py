@@ -15,6 +15,7 @@ come back as {"error": message}.
 """
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,8 @@ import urllib.request
 import numpy as np
 
 REST_FORMATS = ("row", "columnar")
+# The places of an instructed model (draw_tf.instructed_mnist.PLACES).
+PLACES = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 class ClientError(Exception):
@@ -194,6 +197,50 @@ def grpc_metadata(server: str, model_name: str, timeout: float = 30.0) -> dict:
         "model_spec": json_format.MessageToDict(response.model_spec),
         "metadata": {"signature_def": json_format.MessageToDict(signatures)},
     }
+
+
+def instruction_request(text: str, count: int, seed: int = 0) -> tuple:
+    """The request of text instructions: (signature, inputs, columns).
+
+    "7 top-left; 3 bottom-right" (a turn per ";") asks draw_instructions
+    for `count` episodes of these turns (seeds seed..seed+count-1), drawn
+    a row each, a column per turn; "7, 3" asks a class-conditional model's
+    generate for `count` digits of each class, a row per class. The
+    client checks the syntax only; the server refuses what the model
+    can't draw (INVALID_ARGUMENT naming the input).
+
+    Raises:
+      ClientError: for text of neither form (one line).
+    """
+    seeds = np.arange(seed, seed + count, dtype=np.int64)
+    if re.fullmatch(r"\s*\d(\s*,\s*\d)*\s*", text):
+        digits = [int(part) for part in text.split(",")]
+        return (
+            "generate",
+            {
+                "classes": np.repeat(np.array(digits, np.int64), count),
+                "seeds": np.tile(seeds, len(digits)),
+            },
+            count,
+        )
+    turns = []
+    for part in text.split(";"):
+        match = re.fullmatch(r"\s*(\d)\s+([a-z-]+)\s*", part.lower())
+        if not match or match.group(2) not in PLACES:
+            raise ClientError(
+                f"--instructions: {part.strip()!r} is not an instruction; "
+                f"expected '<digit 0-9> <place>' with a place of "
+                f"{', '.join(PLACES)}, turns separated by ';' (or digits "
+                "'7, 3' for a class-conditional model)"
+            )
+        turns.append((int(match.group(1)), PLACES.index(match.group(2))))
+    classes = np.array([[digit for digit, _ in turns]] * count, np.int64)
+    places = np.array([[place for _, place in turns]] * count, np.int64)
+    return (
+        "draw_instructions",
+        {"classes": classes, "places": places, "seeds": seeds},
+        len(turns),
+    )
 
 
 def timed(function, *args, **kwargs):

@@ -6,32 +6,21 @@ loopback HTTP server speaks TF Serving's REST API over the same path. If
 the real binary is on PATH, test_real_model_server uses it.
 """
 
-import http.server
 import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent import futures
 
-import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import client_lib
-from serving.session_predictor import PredictError
+from tests import serving_fakes
 
 # End to end (binaries, subprocesses): not in the quick loop.
 pytestmark = pytest.mark.slow
@@ -39,150 +28,16 @@ pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-class SessionPredictionService(
-    prediction_service_pb2_grpc.PredictionServiceServicer
-):
-    """PredictionService over a SessionPredictor, as TF Serving answers."""
-
-    def __init__(self, predictor, model_name="draw", version=7):
-        self.predictor = predictor
-        self.model_name = model_name
-        self.version = version
-
-    def _check_model(self, model_spec, context):
-        if model_spec.name != self.model_name:
-            context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: Latest({model_spec.name})",
-            )
-
-    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        self._check_model(request.model_spec, context)
-        inputs = {
-            key: tf.make_ndarray(value) for key, value in request.inputs.items()
-        }
-        try:
-            outputs = self.predictor.predict(
-                request.model_spec.signature_name, inputs
-            )
-        except PredictError as error:
-            context.abort(grpc.StatusCode[error.code], error.message)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = self.model_name
-        response.model_spec.version.value = self.version
-        for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-        return response
-
-    def GetModelMetadata(self, request, context):  # noqa: N802
-        self._check_model(request.model_spec, context)
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        for name, signature in self.predictor.signature_defs.items():
-            signatures.signature_def[name].CopyFrom(signature)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = self.model_name
-        response.model_spec.version.value = self.version
-        response.metadata["signature_def"].Pack(signatures)
-        return response
-
-
-class RestHandler(http.server.BaseHTTPRequestHandler):
-    """TF Serving's REST :predict and metadata over a SessionPredictor."""
-
-    predictor = None
-
-    def log_message(self, *args):
-        pass
-
-    def _reply(self, code, body):
-        payload = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self):  # noqa: N802
-        if self.path != "/v1/models/draw/metadata":
-            return self._reply(404, {"error": "Servable not found"})
-        signatures = list(self.predictor.signature_defs)
-        self._reply(200, {"metadata": {"signature_def": signatures}})
-
-    def do_POST(self):  # noqa: N802
-        if self.path != "/v1/models/draw:predict":
-            return self._reply(404, {"error": "Servable not found"})
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        try:
-            signature = self.predictor.signature(body.get("signature_name", ""))
-            names = list(signature.inputs)
-            if "instances" in body:
-                instances = body["instances"]
-                if instances and isinstance(instances[0], dict):
-                    raw = {n: [row[n] for row in instances] for n in names}
-                else:
-                    raw = {names[0]: instances}
-            else:
-                raw = body["inputs"]
-                if not isinstance(raw, dict):
-                    raw = {names[0]: raw}
-            inputs = {
-                name: np.asarray(
-                    value,
-                    tf.dtypes.as_dtype(
-                        signature.inputs[name].dtype
-                    ).as_numpy_dtype,
-                )
-                for name, value in raw.items()
-            }
-            outputs = self.predictor.predict(
-                body.get("signature_name", ""), inputs
-            )
-        except PredictError as error:
-            return self._reply(400, {"error": error.message})
-        if "instances" in body:
-            if len(outputs) == 1:
-                (value,) = outputs.values()
-                return self._reply(200, {"predictions": value.tolist()})
-            size = len(next(iter(outputs.values())))
-            rows = [
-                {name: value[index].tolist() for name, value in outputs.items()}
-                for index in range(size)
-            ]
-            return self._reply(200, {"predictions": rows})
-        if len(outputs) == 1:
-            (value,) = outputs.values()
-            return self._reply(200, {"outputs": value.tolist()})
-        return self._reply(
-            200, {"outputs": {k: v.tolist() for k, v in outputs.items()}}
-        )
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def grpc_server(predictor):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        SessionPredictionService(predictor), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None)
+    with serving_fakes.grpc_server(predictor) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
 def rest_server(predictor):
-    handler = type("Handler", (RestHandler,), {"predictor": predictor})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving_fakes.rest_server(predictor) as address:
+        yield address
 
 
 def _client(*args, timeout=120):
@@ -285,7 +140,7 @@ def test_grpc_errors_are_one_line(grpc_server):
         with pytest.raises(client_lib.ClientError, match=message) as error:
             client_lib.grpc_predict(grpc_server, model, signature, inputs)
         assert "\n" not in str(error.value)
-    closed = f"127.0.0.1:{_free_port()}"
+    closed = f"127.0.0.1:{serving_fakes.free_port()}"
     with pytest.raises(client_lib.ClientError, match="cannot reach the gRPC"):
         client_lib.grpc_predict(
             closed, "draw", "generate", {"seeds": np.array([1])}, timeout=5
@@ -386,7 +241,7 @@ def test_rest_client_end_to_end(rest_server, predictor, tmp_path, rest_format):
 def test_rest_connection_error_is_one_line():
     with pytest.raises(client_lib.ClientError, match="cannot reach http://"):
         client_lib.rest_predict(
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{serving_fakes.free_port()}",
             "draw",
             "generate",
             {"seeds": np.array([1])},
@@ -428,7 +283,7 @@ def test_batching_parameters_name_known_fields():
     reason="tensorflow_model_server is not on PATH",
 )
 def test_real_model_server(exported_model, tmp_path):
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = serving_fakes.free_port(), serving_fakes.free_port()
     base = pathlib.Path(exported_model[1]).parent
     server = subprocess.Popen(
         [
