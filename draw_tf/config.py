@@ -398,7 +398,7 @@ class TrainConfig:
             )
 
     def model_kwargs(self, image_shape) -> dict:
-        """Arguments of `DrawModel` (or, to classify, `DrawClassifier`)."""
+        """Arguments of the task's model (`draw_tf.models`)."""
         if self.task == "classify":
             return dict(
                 image_shape=tuple(int(size) for size in image_shape),
@@ -406,28 +406,8 @@ class TrainConfig:
                 glimpse_size=self.read_glimpse_size,
                 units=self.encoder_units,
             )
-        if self.task == "instruct":
-            return dict(
-                image_shape=tuple(int(size) for size in image_shape),
-                num_turns=self.num_turns,
-                num_places=self.num_places,
-                steps_per_turn=self.num_steps,
-                encoder_units=self.encoder_units,
-                decoder_units=self.decoder_units,
-                latent_size=self.latent_size,
-                read_glimpse_size=self.read_glimpse_size
-                if self.attention
-                else None,
-                write_patch_size=self.write_patch_size
-                if self.attention
-                else None,
-                condition_size=self.condition_size,
-                carry_states=self.carry_states,
-                seed=self.seed,
-            )
-        return dict(
+        draw = dict(
             image_shape=tuple(int(size) for size in image_shape),
-            num_steps=self.num_steps,
             encoder_units=self.encoder_units,
             decoder_units=self.decoder_units,
             latent_size=self.latent_size,
@@ -436,8 +416,17 @@ class TrainConfig:
             else None,
             write_patch_size=self.write_patch_size if self.attention else None,
             seed=self.seed,
-            precision=self.precision,
         )
+        if self.task == "instruct":
+            return dict(
+                draw,
+                num_turns=self.num_turns,
+                num_places=self.num_places,
+                steps_per_turn=self.num_steps,
+                condition_size=self.condition_size,
+                carry_states=self.carry_states,
+            )
+        return dict(draw, num_steps=self.num_steps, precision=self.precision)
 
     def architecture(self) -> dict:
         """The fields that decide the model's variables."""

@@ -401,6 +401,43 @@ def binarize_episodes(targets: np.ndarray, seed) -> np.ndarray:
     return np.where(uniform < targets / 255.0, 255, 0).astype(np.uint8)
 
 
+def evaluation_episodes(config, grey, static, labels, index: int):
+    """The fixed evaluation episodes of a split (--task=instruct).
+
+    Args:
+      config: --task=instruct.
+      grey: uint8 [n, 28, 28, 1] the split's digits.
+      static: the same digits binarized as the unconditional splits are
+        (grey with --binarization=none).
+      labels: int [n] their classes.
+      index: 1 validation, 2 test: the seeds of its episodes.
+
+    Returns:
+      (targets uint8 [n, turns, H, W, 1], classes int64 [n, turns], places
+      int64 [n, turns] or None): instructed_mnist episodes (one per digit,
+      `EPISODE_SEED`), or the class-conditional model's digits (one turn).
+    """
+    if config.dataset != INSTRUCTED_DATASET:
+        return (
+            static[:, np.newaxis],
+            labels[:, np.newaxis].astype(np.int64),
+            None,
+        )
+    episodes = instructed_mnist.episodes(
+        grey[..., 0],
+        labels,
+        count=len(grey),
+        turns=config.num_turns,
+        seed=[EPISODE_SEED, index],
+    )
+    targets = episodes.targets
+    if config.binarization != "none":
+        targets = binarize_episodes(
+            targets, [STATIC_BINARIZATION_SEED, 20 + index]
+        )
+    return targets, episodes.classes, episodes.places
+
+
 def _episode_splits(config, train, train_labels, evaluation) -> Splits:
     """--task=instruct's splits: training digits, evaluation episodes.
 
@@ -408,31 +445,13 @@ def _episode_splits(config, train, train_labels, evaluation) -> Splits:
       config: --task=instruct.
       train: uint8 [n, 28, 28, 1] training digits (grey).
       train_labels: int64 [n].
-      evaluation: {"validation": ..., "test": ...}, each (grey digits,
-        the same digits binarized as the unconditional splits are, or
-        grey with --binarization=none, labels).
+      evaluation: {"validation": ..., "test": ...}, each the (grey,
+        static, labels) of `evaluation_episodes`.
     """
-    splits = {}
-    for index, split in enumerate(("validation", "test"), start=1):
-        grey, static, labels = evaluation[split]
-        if config.dataset == INSTRUCTED_DATASET:
-            episodes = instructed_mnist.episodes(
-                grey[..., 0],
-                labels,
-                count=len(grey),
-                turns=config.num_turns,
-                seed=[EPISODE_SEED, index],
-            )
-            targets, classes = episodes.targets, episodes.classes
-            places = episodes.places
-            if config.binarization != "none":
-                targets = binarize_episodes(
-                    targets, [STATIC_BINARIZATION_SEED, 20 + index]
-                )
-        else:  # class-conditional: one turn, the digit of its label
-            targets = static[:, np.newaxis]
-            classes, places = labels[:, np.newaxis], None
-        splits[split] = (targets, classes.astype(np.int64), places)
+    splits = {
+        split: evaluation_episodes(config, *evaluation[split], index)
+        for index, split in enumerate(("validation", "test"), start=1)
+    }
     return Splits(
         train=train,
         validation=splits["validation"][0],
@@ -485,8 +504,14 @@ def static_test_images(config: TrainConfig, digits, labels):
       labels: int [n].
 
     Returns:
-      (uint8 [m, H, W, 1] images, their labels or None).
+      (uint8 [m, H, W, 1] images, their labels or None); to instruct,
+      `evaluation_episodes`' (targets, classes, places).
     """
+    if config.task == "instruct":
+        static = digits
+        if config.binarization != "none":
+            static = binarize(digits, [STATIC_BINARIZATION_SEED, 1])
+        return evaluation_episodes(config, digits, static, labels, 2)
     if config.dataset in COMPOSITE_DATASETS:
         return composite_split(config, "test", digits, labels)
     if config.binarization != "none":

@@ -245,3 +245,13 @@ def judge_episodes(
         ]
     )
     return {"instruction_accuracy": accuracy, "preservation": preservation}
+
+
+def instruction_scores(judge, images, classes, places) -> dict:
+    """`judge_episodes` as lists, for JSON: what eval/test.json records.
+
+    Returns:
+      {"instruction_accuracy": [per turn], "preservation": [per turn]}.
+    """
+    scores = judge_episodes(judge, images, classes, places)
+    return {key: value.tolist() for key, value in scores.items()}

@@ -68,7 +68,8 @@ def test_images(config: TrainConfig):
 
     Returns:
       (uint8 [500, H, W, 1] images as `data.load_splits` makes the test
-      split from the whole file, int64 [500] labels or None).
+      split from the whole file, int64 [500] labels or None); to instruct,
+      (episode targets, classes, places) built from the sample's digits.
     """
     if config.dataset not in data.MNIST_BASED_DATASETS:
         raise ValueError(

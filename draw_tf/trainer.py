@@ -508,14 +508,10 @@ class Trainer:
         places = self.splits.test_places
         places = None if places is None else places[:limit]
         drawn = self.engine.draw_instructions(classes, places)
-        scores = judge_lib.judge_episodes(
+        scores = judge_lib.instruction_scores(
             judge_model, drawn["images"], classes, places
         )
-        return {
-            "instruction_accuracy": scores["instruction_accuracy"].tolist(),
-            "preservation": scores["preservation"].tolist(),
-            "judge": self.config.judge,
-        }
+        return dict(scores, judge=self.config.judge)
 
     def _draw_validation_instructions(self, count: int) -> np.ndarray:
         """The first validation instructions drawn: [count, turns, H, W, C]."""

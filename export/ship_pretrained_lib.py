@@ -28,10 +28,12 @@ import tensorflow as tf
 
 from draw_tf import (
     bounds,
+    judge,
     loading,
     machine,
     mnist_sample,
     pretrained,
+    warm_start,
 )
 from draw_tf import config as config_lib
 from draw_tf import data as data_lib
@@ -166,8 +168,8 @@ def sample_subset(model, config: config_lib.TrainConfig) -> dict | None:
     """
     if config.dataset not in data_lib.MNIST_BASED_DATASETS:
         return None
-    images, labels = mnist_sample.test_images(config)
-    results = _evaluate(model, config, images, labels)
+    images, labels, *places = mnist_sample.test_images(config)
+    results = _evaluate(model, config, images, labels, places=places)
     noise = {} if config.task == "classify" else {"noise": bounds.NOISE}
     return dict(
         results,
@@ -243,20 +245,29 @@ def ship(
     model, used = loaded.model, loaded.path
     steps = loaded.step
     classify = config.task == "classify"
+    instruct = config.task == "instruct"
+    if classify or instruct:
+        importance_samples = 0  # the bounds of the unconditional model
     selection_key = "error_rate" if classify else "negative_elbo"
+    places = [] if splits.test_places is None else [splits.test_places]
     float32_test = None
     if float16:
-        float32_test = _evaluate(model, config, splits.test, splits.test_labels)
+        float32_test = _evaluate(
+            model, config, splits.test, splits.test_labels, places=places
+        )
         _round_to_float16(model)
     test = _evaluate(
         model,
         config,
         splits.test,
         splits.test_labels,
-        0 if classify else importance_samples,
+        importance_samples,
+        places=places,
     )
     if float16:
         _check_float16_kept_the_bound(float32_test, test, classify, name)
+    if instruct:
+        test.update(_judged(model, config, splits))
     subset = _evaluate(
         model,
         config,
@@ -264,6 +275,7 @@ def ship(
         None
         if splits.test_labels is None
         else splits.test_labels[:subset_size],
+        places=[places[0][:subset_size]] if places else [],
     )
     if not classify:
         test = dict(test, noise=bounds.NOISE)
@@ -314,12 +326,21 @@ def ship(
             "train": train_command,
             "evaluate": (
                 f"python train.py --pretrained={name} --mode=evaluate "
-                f"--importance_samples={importance_samples} "
-                f"--workdir=runs/pretrained_{name}"
+                + (
+                    ""
+                    if instruct
+                    else f"--importance_samples={importance_samples} "
+                )
+                + f"--workdir=runs/pretrained_{name}"
             ),
             "draw": (
                 f"python train.py --pretrained={name} --mode=draw "
-                f"--workdir=runs/pretrained_{name}"
+                + (
+                    _EXAMPLE_INSTRUCTIONS[bool(config.num_places)]
+                    if instruct
+                    else ""
+                )
+                + f"--workdir=runs/pretrained_{name}"
             ),
             "export": (
                 f"python export/export_saved_model.py --pretrained={name} "
@@ -343,12 +364,45 @@ def ship(
     return record
 
 
-def _evaluate(model, config, images, labels, importance_samples=0) -> dict:
-    """The run loop's bounds (or classifier numbers) of `model` on images."""
+_EXAMPLE_INSTRUCTIONS = {
+    False: '--instructions="7, 3, 1" ',
+    True: '--instructions="7 top-left; 3 bottom-right" ',
+}
+
+
+def _evaluate(
+    model, config, images, labels, importance_samples=0, places=()
+) -> dict:
+    """The run loop's bounds (or classifier numbers) of `model` on images.
+
+    To instruct: images are episode targets, labels their classes, and
+    `places` [the places] of a model with places (else empty).
+    """
     evaluate = loading.evaluator(model, config)
+    if config.task == "instruct":
+        return evaluate(images, labels, places[0] if places else None)
     if config.task == "classify":
         return evaluate(images, labels)
     return evaluate(images, importance_samples=importance_samples)
+
+
+def _judged(model, config, splits) -> dict:
+    """The judge's reading of the test instructions drawn, as train.py's.
+
+    The first --max_eval_examples of the test instructions are drawn with
+    the evaluator's noise (`draw_tf.bounds.EpisodeEvaluator.draw`) and read
+    by --judge (`draw_tf.judge.judge_episodes`).
+    """
+    judge_model = warm_start.load_judge(config.judge)
+    if judge_model is None:
+        return {}
+    drawn = loading.evaluator(model, config).draw(
+        splits.test_labels, splits.test_places
+    )
+    scores = judge.instruction_scores(
+        judge_model, drawn["images"], splits.test_labels, splits.test_places
+    )
+    return dict(scores, judge=config.judge)
 
 
 def _shipped_origin(workdir: str) -> dict | None:

@@ -18,22 +18,24 @@ import keras
 import numpy as np
 import pytest
 
-from draw_tf import bounds, judge, keras_engine, mnist_sample, trainer
+from draw_tf import (
+    bounds,
+    judge,
+    keras_engine,
+    loading,
+    mnist_sample,
+    pretrained,
+    trainer,
+)
 from draw_tf import config as config_lib
 from draw_tf import data as data_lib
 from draw_tf.conditional_model import ConditionalDrawModel, episode_terms
+from tests.tiny_run import TINY_INSTRUCTED_MODEL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A conditional DRAW small enough to train in seconds.
 TINY = dict(
-    task="instruct",
-    num_steps=2,
-    encoder_units=8,
-    decoder_units=8,
-    latent_size=3,
-    condition_size=4,
-    read_glimpse_size=2,
-    write_patch_size=3,
+    TINY_INSTRUCTED_MODEL,
     batch_size=8,
     validation_size=100,
     eval_batch_size=40,
@@ -346,3 +348,55 @@ def test_judge_flag_names_a_shipped_judge_or_a_weights_file(tmp_path):
     model.save_weights(path)
     with pytest.raises(config_lib.ConfigError, match="not a DigitJudge"):
         warm_start.load_judge(path)  # another architecture
+
+
+INSTRUCTED_MODELS = [
+    name for name in pretrained.names() if pretrained.task(name) == "instruct"
+]
+
+
+@pytest.mark.parametrize("name", INSTRUCTED_MODELS)
+@pytest.mark.slow
+def test_shipped_instructed_model_reproduces_its_sample_bound(name):
+    # Offline, anywhere, on either backend: episodes of the package's own
+    # 500 test digits (draw_tf.mnist_sample).
+    record = pretrained.record(name)
+    config = pretrained.train_config(name, workdir="-", mode="evaluate")
+    model = pretrained.load(name)
+    assert isinstance(model, ConditionalDrawModel)
+    targets, classes, places = mnist_sample.test_images(config)
+    results = loading.evaluator(model, config)(targets, classes, places)
+    recorded = record["sample_subset"]
+    assert results["num_examples"] == recorded["num_examples"] == 500
+    for key in ("negative_elbo", "reconstruction_loss", "latent_loss"):
+        np.testing.assert_allclose(
+            results[key], recorded[key], rtol=1e-4, atol=1e-4
+        )
+    test = record["test"]
+    assert test["num_examples"] == 10000 and test["judge"] == "digit_judge"
+    assert len(test["instruction_accuracy"]) == config.num_turns
+    assert record["machines"], "no CPU kind recorded"
+
+
+@pytest.mark.parametrize("name", INSTRUCTED_MODELS)
+@pytest.mark.slow
+def test_shipped_instructed_model_draws_instructions_through_train(
+    name, tmp_path
+):
+    instructions = (
+        "7 top-left; 3 bottom-right"
+        if pretrained.record(name)["architecture"]["dataset"]
+        == "instructed_mnist"
+        else "7, 3"
+    )
+    completed = _train(
+        [
+            f"--pretrained={name}",
+            "--mode=draw",
+            f"--instructions={instructions}",
+            f"--workdir={tmp_path}",
+            "--num_pictures=2",
+        ]
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert (tmp_path / "pictures" / "episodes.png").is_file()

@@ -24,21 +24,13 @@ from export import export_saved_model_lib
 from serving import client_lib
 from serving.session_predictor import PredictError, SessionPredictor
 from tests import serving_fakes
+from tests.tiny_run import TINY_INSTRUCTED_MODEL
 
 # End to end (exports, servers, subprocesses): not in the quick loop.
 pytestmark = pytest.mark.slow
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = dict(
-    task="instruct",
-    num_steps=2,
-    encoder_units=8,
-    decoder_units=8,
-    latent_size=3,
-    condition_size=4,
-    read_glimpse_size=2,
-    write_patch_size=3,
-)
+TINY = TINY_INSTRUCTED_MODEL
 
 
 def _workdir(directory, **overrides) -> str:

@@ -16,6 +16,19 @@ TINY_MODEL = dict(
 )
 
 
+# A conditional DRAW (--task=instruct) small enough to train in seconds.
+TINY_INSTRUCTED_MODEL = dict(
+    task="instruct",
+    num_steps=2,
+    encoder_units=8,
+    decoder_units=8,
+    latent_size=3,
+    condition_size=4,
+    read_glimpse_size=2,
+    write_patch_size=3,
+)
+
+
 def tiny_config(workdir, **overrides) -> config_lib.TrainConfig:
     """A validated TrainConfig of the tiny model; `overrides` win."""
     values = dict(
