@@ -239,7 +239,11 @@ def save_sequence(tiles: list[Image.Image], directory: str, name: str) -> dict:
 
 
 def save_episode_pictures(
-    drawn: dict, directory: str, write_size: int | None, shown: int = 1
+    drawn: dict,
+    directory: str,
+    write_size: int | None,
+    shown: int = 1,
+    columns: int | None = None,
 ) -> dict:
     """The pictures of instructed episodes: turn by turn, and step by step.
 
@@ -252,6 +256,8 @@ def save_episode_pictures(
         step by step through all their turns, with the write windows).
       write_size: N of the write, None without write attention.
       shown: episodes drawn step by step.
+      columns: the columns of episodes.png; None for a row per episode, a
+        column per turn.
 
     Returns:
       {name: path} of the files written.
@@ -260,7 +266,9 @@ def save_episode_pictures(
     count, turns = images.shape[:2]
     paths = {
         "episodes": save_png(
-            grid(images.reshape(-1, *images.shape[2:]), columns=turns),
+            grid(
+                images.reshape(-1, *images.shape[2:]), columns=columns or turns
+            ),
             os.path.join(directory, "episodes.png"),
         )
     }

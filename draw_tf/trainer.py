@@ -526,7 +526,7 @@ class Trainer:
 
         --instructions="7 top-left; 3 bottom-right" is one episode, drawn
         min(--num_pictures, 8) times (new noise each); to a
-        class-conditional model "7, 3" is a digit of each class.
+        class-conditional model "7, 3" is as many digits of each class.
 
         Returns:
           (classes int64 [n, turns], places int64 [n, turns] or None).
@@ -545,7 +545,8 @@ class Trainer:
         try:
             if not config.num_places:
                 digits = instructed_mnist.parse_classes(config.instructions)
-                return np.array(digits, np.int64)[:, np.newaxis], None
+                classes = np.repeat(np.array(digits, np.int64), count)
+                return classes[:, np.newaxis], None
             parsed = instructed_mnist.parse(
                 config.instructions, max_turns=config.num_turns
             )
@@ -593,14 +594,20 @@ class Trainer:
         classes, places = self.instructions()
         drawn = self.engine.draw_instructions(classes, places, canvases=True)
         paths = pictures.save_episode_pictures(
-            drawn, directory, self.model.cell.write_patch_size
+            drawn,
+            directory,
+            self.model.cell.write_patch_size,
+            # One turn: a row of the samples of each class.
+            columns=None if classes.shape[1] > 1 else min(len(classes), 8),
         )
         logging.info(
-            "drew %d episodes of %s",
+            "drew %d episodes: %s",
             len(classes),
             instructed_mnist.describe(
                 classes[0], None if places is None else places[0]
-            ),
+            )
+            if places is not None
+            else instructed_mnist.describe(np.unique(classes)),
         )
         for name, path in paths.items():
             logging.info("Wrote %s: %s", name, path)

@@ -302,7 +302,7 @@ def test_train_evaluate_and_draw_an_instructed_model_with_a_judge(
         ]
     )
     assert draw.returncode == 0, draw.stderr[-3000:]
-    assert "drew 2 episodes of 7 top-left; 3 bottom-right" in draw.stderr
+    assert "drew 2 episodes: 7 top-left; 3 bottom-right" in draw.stderr
     bad = _train([*_flags(config), "--mode=draw", "--instructions=7 middle"])
     assert bad.returncode == 2
     last = bad.stderr.strip().splitlines()[-1]
