@@ -317,6 +317,25 @@ class TrainConfig:
                 f"--instructions are drawn with --mode=draw; got "
                 f"--mode={self.mode}."
             )
+        if self.judge and not self.judge.endswith(".weights.h5"):
+            from draw_tf import pretrained  # imports this module
+
+            judges = [
+                name
+                for name in pretrained.names()
+                if pretrained.task(name) == "judge"
+            ]
+            if self.judge not in judges:
+                raise ConfigError(
+                    f"--judge={self.judge}: expected a shipped judge "
+                    f"({', '.join(judges) or 'none shipped'}), a DigitJudge "
+                    ".weights.h5 file, or empty for none."
+                )
+        elif self.judge and not os.path.isfile(self.judge):
+            raise ConfigError(
+                f"--judge={self.judge}: no such file; expected a DigitJudge "
+                ".weights.h5 file, a shipped judge's name, or empty."
+            )
 
     def check_image_shape(self, image_shape) -> None:
         """Checks the attention sizes against the data's image shape."""

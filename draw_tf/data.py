@@ -210,16 +210,38 @@ def binarize(images: np.ndarray, seed) -> np.ndarray:
 def load_splits(config: TrainConfig) -> Splits:
     """Loads the configured dataset's splits into memory.
 
+    An MNIST-based dataset is read from --data_dir, else from local idx
+    files (`find_local_mnist`), else from TFDS; --mode=draw without local
+    files draws with the package's 500 test digits (`draw_tf.mnist_sample`)
+    instead, offline.
+
     Raises:
       DataError: if the data can't be found or read.
     """
     train_labels = test_labels = None
+    sample = None
     if not config.data_dir and config.dataset in MNIST_BASED_DATASETS:
         found = find_local_mnist()
         if found:
             logging.info("Reading MNIST from %s.", found)
             config = dataclasses.replace(config, data_dir=found)
-    if config.dataset == "synthetic":
+        elif config.mode == "draw":
+            # Drawing needs a few test digits only: the package's own.
+            from draw_tf import mnist_sample  # imports this module
+
+            logging.info(
+                "No local MNIST: drawing with the %d test digits of "
+                "draw_tf.mnist_sample.",
+                len(mnist_sample.load().images),
+            )
+            sample = mnist_sample.load()
+            config = dataclasses.replace(
+                config, validation_size=len(sample.images) // 5
+            )
+    if sample is not None:
+        train, train_labels = sample.images, sample.labels
+        test, test_labels = sample.images, sample.labels
+    elif config.dataset == "synthetic":
         (train, train_labels), (test, test_labels) = _synthetic(config)
     elif config.data_dir:
         (train, train_labels), (test, test_labels) = (

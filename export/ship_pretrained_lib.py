@@ -225,7 +225,8 @@ def ship(
             "idx files' directory."
         )
     config_lib.make_writable_directory("output_dir", output_dir)
-    overrides = dict(mode="evaluate", max_eval_examples=0)
+    # The run's own --init_from is recorded from its init_from.json.
+    overrides = dict(mode="evaluate", max_eval_examples=0, init_from="")
     if data_dir:
         overrides["data_dir"] = data_dir
     config = read_workdir_config(workdir, **overrides)

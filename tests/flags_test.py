@@ -76,13 +76,25 @@ def _train_cases(tmp_path):
         "pretrained": ["no_such_model"],
         "init_from": ["no_such_model_or_dir"],
         "engine": ["bogus"],
+        "num_turns": ["0", *NOT_INT, "5"],
+        "condition_size": ["0", *NOT_INT],
+        "carry_states": ["maybe"],
+        "instructions": ["7 top-left"],  # --mode=train
+        "judge": ["no_such_judge", str(tmp_path / "missing.weights.h5")],
     }
-    # Flags that synthetic data ignores are tried on MNIST.
+    # Flags that synthetic data ignores are tried on MNIST; those of
+    # instructed drawing on instructed MNIST.
     on_mnist = {"data_dir", "validation_size"}
+    instructed = {"num_turns", "condition_size", "carry_states", "judge"}
     cases = [
         [
             *base,
             *(["--dataset=mnist"] if name in on_mnist else []),
+            *(
+                ["--task=instruct", "--dataset=instructed_mnist"]
+                if name in instructed
+                else []
+            ),
             *(["--dataset=cifar10"] if name == "tfds_data_dir" else []),
             f"--{name}={value}",
         ]
@@ -250,6 +262,7 @@ def test_every_flag_of_the_other_binaries_is_one_line(
                 "timeout": ["0", "-1", "nan", "inf", "x"],
                 "output": [str(tmp_path), str(missing / "g.png")],
                 "metadata": ["maybe"],
+                "instructions": ["7 middle", "1 top-left; x"],
             },
         ),
         "serving/session_benchmark.py": (

@@ -458,3 +458,24 @@ def test_a_records_init_from_names_no_machine_path(tmp_path):
     origin = ship_pretrained_lib._shipped_origin(str(tmp_path))
     assert origin == {"kind": "workdir", "workdir": "first"}
     assert ship_pretrained_lib._shipped_origin(str(tmp_path / "no")) is None
+
+
+@pytest.mark.slow
+def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
+    from draw_tf import trainer
+    from tests.tiny_run import tiny_config
+
+    config = tiny_config(
+        tmp_path / "restart", train_steps=2, init_from=str(trained_workdir)
+    )
+    trainer.run(config)
+    record = ship_pretrained_lib.ship(
+        str(tmp_path / "restart"),
+        "restarted",
+        importance_samples=0,
+        subset_size=8,
+        output_dir=str(tmp_path / "shipped"),
+    )
+    assert record["init_from"]["kind"] == "workdir"
+    assert record["init_from"]["workdir"] == trained_workdir.name
+    assert record["config"]["init_from"] == ""  # no machine path
