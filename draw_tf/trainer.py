@@ -130,7 +130,11 @@ def learning_rate_schedule(
     Raises:
       ConfigError: if a cosine schedule's warmup is not below the run.
     """
-    if (
+    if config.mode != "train":
+        # Evaluate and draw take no step (and may have fewer data, e.g.
+        # the package's sample): any valid schedule does.
+        total_steps = max(total_steps, config.learning_rate_warmup_steps + 1)
+    elif (
         config.learning_rate_schedule == "cosine"
         and config.learning_rate_warmup_steps >= total_steps
     ):
