@@ -320,11 +320,7 @@ class TrainConfig:
         if self.judge and not self.judge.endswith(".weights.h5"):
             from draw_tf import pretrained  # imports this module
 
-            judges = [
-                name
-                for name in pretrained.names()
-                if pretrained.task(name) == "judge"
-            ]
+            judges = pretrained.names_of_task("judge")
             if self.judge not in judges:
                 raise ConfigError(
                     f"--judge={self.judge}: expected a shipped judge "

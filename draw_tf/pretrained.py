@@ -68,6 +68,11 @@ def record(name: str) -> dict:
         return json.load(file)
 
 
+def names_of_task(kind: str) -> list[str]:
+    """The shipped models of one task (e.g. "judge"), sorted."""
+    return [name for name in names() if task(name) == kind]
+
+
 def task(name: str) -> str:
     """What the model does: generate, classify, instruct or judge."""
     return record(name)["architecture"].get("task", "generate")

@@ -105,7 +105,7 @@ def load_judge(judge: str) -> keras.Model | None:
                 f"--judge={judge} is not a DigitJudge's weights ({first_line})."
             ) from None
         return model
-    judges = [n for n in pretrained.names() if pretrained.task(n) == "judge"]
+    judges = pretrained.names_of_task("judge")
     raise ConfigError(
         f"--judge={judge}: expected a shipped judge "
         f"({', '.join(judges) or 'none shipped'}), a DigitJudge .weights.h5 "

@@ -350,9 +350,7 @@ def test_judge_flag_names_a_shipped_judge_or_a_weights_file(tmp_path):
         warm_start.load_judge(path)  # another architecture
 
 
-INSTRUCTED_MODELS = [
-    name for name in pretrained.names() if pretrained.task(name) == "instruct"
-]
+INSTRUCTED_MODELS = pretrained.names_of_task("instruct")
 
 
 @pytest.mark.parametrize("name", INSTRUCTED_MODELS)
