@@ -314,6 +314,7 @@ def ship(
         "subset": dict(subset, evaluator_seed=config.seed + 1),
         "sample_subset": sample_subset(model, config),
         "init_from": _shipped_origin(workdir),
+        "history": earlier_stages(workdir),
         "paper": PAPER_RESULTS.get(
             (config.task, config.dataset, bool(config.attention)), {}
         ),
@@ -416,6 +417,99 @@ def _shipped_origin(workdir: str) -> dict | None:
     if origin and origin.get("workdir"):
         origin = dict(origin, workdir=os.path.basename(origin["workdir"]))
     return origin
+
+
+def earlier_stages(workdir: str) -> list[dict]:
+    """The runs the workdir's run started from (--init_from), oldest first.
+
+    A warm restart's record would otherwise forget the training before it:
+    each earlier stage keeps its steps, epochs, wall hours, CPU kinds,
+    validation curve and train command, so that a record holds the whole
+    compute spent and the whole curve (`draw_tf.learning_curves`). A
+    shipped source gives its record's stages (it is read before a model of
+    the same name is shipped over it); a source workdir, where it still
+    exists, its own files, the curve up to the step it was taken at. A
+    source that is gone leaves the history where it is known.
+    """
+    origin = workdir_layout.read_json(workdir, workdir_layout.INIT_FROM)
+    if not origin:
+        return []
+    if origin.get("kind") == "pretrained":
+        try:
+            source = pretrained.record(origin["name"])
+        except (OSError, KeyError, ValueError):
+            return []
+        return list(source.get("history", [])) + [_stage_of_record(source)]
+    source_workdir = origin.get("workdir", "")
+    if not source_workdir or not os.path.isdir(source_workdir):
+        return []
+    return earlier_stages(source_workdir) + [
+        _stage_of_workdir(source_workdir, int(origin.get("steps", 0)))
+    ]
+
+
+def _stage_of_record(record: dict) -> dict:
+    """One history stage: a shipped model's training, from its record."""
+    return {
+        "source": f"shipped {record['name']} ({record.get('shipped', '')})",
+        "steps": record["steps"],
+        "epochs": record["epochs"],
+        "training_wall_hours": record["training_wall_hours"],
+        "untimed_steps": record.get("untimed_steps") or [],
+        "vector_extensions": _vector_extensions(record.get("machines", [])),
+        "validation_curve": record.get("validation_curve", []),
+        "train_command": record.get("commands", {}).get("train", ""),
+        "test": record.get("test", {}),
+    }
+
+
+def _stage_of_workdir(workdir: str, steps: int) -> dict:
+    """One history stage: a workdir's training up to `steps`."""
+    config = read_workdir_config(workdir, mode="evaluate", init_from="")
+    key = "error_rate" if config.task == "classify" else "negative_elbo"
+    entries = [
+        entry
+        for entry in workdir_layout.read_json_lines(
+            workdir, workdir_layout.VALIDATION
+        )
+        if 0 < entry.get("step", 0) <= steps
+    ]
+    curve = [
+        {name: entry[name] for name in ("step", key) if name in entry}
+        for entry in entries
+    ]
+    # Epochs from the run's own epoch count at its last evaluation.
+    last = entries[-1] if entries else {}
+    epochs = (
+        round(steps * last["epoch"] / last["step"], 2)
+        if "epoch" in last
+        else None
+    )
+    wall_seconds, untimed = _training_time(
+        workdir, steps, config.log_every_steps
+    )
+    machines = workdir_layout.read_json_lines(workdir, workdir_layout.MACHINES)
+    return {
+        "source": f"workdir {os.path.basename(os.path.normpath(workdir))}",
+        "steps": steps,
+        "epochs": epochs,
+        "training_wall_hours": round(wall_seconds / 3600, 2),
+        "untimed_steps": untimed,
+        "vector_extensions": _vector_extensions(machines),
+        "validation_curve": curve,
+        "train_command": "",
+        "test": workdir_layout.read_json(workdir, workdir_layout.TEST) or {},
+    }
+
+
+def _vector_extensions(machines: list[dict]) -> list[str]:
+    """The CPU kinds a run trained on, in the order first seen."""
+    kinds = []
+    for entry in machines:
+        kind = entry.get("vector_extensions")
+        if kind and kind not in kinds:
+            kinds.append(kind)
+    return kinds
 
 
 # How far float16 weights may move the test bound (nats; for a classifier,

@@ -15,7 +15,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("draw_tf", "draw_tf/tensorflow", "export", "serving", "bench")
 BINARIES = {
     ".": ["train.py"],
-    "export": ["export_saved_model.py", "ship_judge.py", "ship_pretrained.py"],
+    "export": [
+        "export_saved_model.py",
+        "plot_curves.py",
+        "ship_judge.py",
+        "ship_pretrained.py",
+    ],
     "serving": ["client.py", "session_benchmark.py"],
     "bench": [
         "cluttered_errors.py",

@@ -460,6 +460,61 @@ def test_a_records_init_from_names_no_machine_path(tmp_path):
     assert ship_pretrained_lib._shipped_origin(str(tmp_path / "no")) is None
 
 
+def test_a_restart_of_a_shipped_model_keeps_its_history(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped" / "first"
+    shipped.mkdir(parents=True)
+    earliest = {"source": "workdir zero", "steps": 3, "epochs": 1.0}
+    (shipped / "model.weights.h5").write_bytes(b"")  # what names() lists
+    (shipped / "record.json").write_text(
+        json.dumps(
+            {
+                "name": "first",
+                "shipped": "2026-11-01",
+                "steps": 10,
+                "epochs": 2.0,
+                "training_wall_hours": 0.5,
+                "untimed_steps": [[2, 8]],
+                "machines": [
+                    {"vector_extensions": "AVX2"},
+                    {"vector_extensions": "AVX-512-BF16"},
+                    {"vector_extensions": "AVX2"},
+                ],
+                "validation_curve": [{"step": 10, "negative_elbo": 90.0}],
+                "commands": {"train": "python train.py --flagfile=x"},
+                "test": {"negative_elbo": 91.0},
+                "history": [earliest],
+            }
+        )
+    )
+    monkeypatch.setattr(pretrained, "DIRECTORY", str(tmp_path / "shipped"))
+    workdir = tmp_path / "restart"
+    workdir.mkdir()
+    (workdir / "init_from.json").write_text(
+        json.dumps({"kind": "pretrained", "name": "first", "steps": 10})
+    )
+    stages = ship_pretrained_lib.earlier_stages(str(workdir))
+    assert stages == [
+        earliest,
+        {
+            "source": "shipped first (2026-11-01)",
+            "steps": 10,
+            "epochs": 2.0,
+            "training_wall_hours": 0.5,
+            "untimed_steps": [[2, 8]],
+            "vector_extensions": ["AVX2", "AVX-512-BF16"],
+            "validation_curve": [{"step": 10, "negative_elbo": 90.0}],
+            "train_command": "python train.py --flagfile=x",
+            "test": {"negative_elbo": 91.0},
+        },
+    ]
+    # A source that is gone leaves no stage; a run from scratch has none.
+    (workdir / "init_from.json").write_text(
+        json.dumps({"kind": "workdir", "workdir": str(tmp_path / "gone")})
+    )
+    assert ship_pretrained_lib.earlier_stages(str(workdir)) == []
+    assert ship_pretrained_lib.earlier_stages(str(tmp_path / "none")) == []
+
+
 @pytest.mark.slow
 def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
     from draw_tf import trainer
@@ -479,3 +534,9 @@ def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
     assert record["init_from"]["kind"] == "workdir"
     assert record["init_from"]["workdir"] == trained_workdir.name
     assert record["config"]["init_from"] == ""  # no machine path
+    # The run it started from stays in the record: its steps and curve.
+    (first,) = record["history"]
+    assert first["source"] == f"workdir {trained_workdir.name}"
+    assert first["steps"] == 4
+    assert [entry["step"] for entry in first["validation_curve"]] == [4]
+    assert first["vector_extensions"] and first["training_wall_hours"] >= 0
