@@ -28,6 +28,7 @@ Written in keras.ops: the same on TensorFlow and JAX.
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from draw_tf import attention, backend, losses, unrolling
@@ -163,7 +164,18 @@ class ConditionalDrawModel(keras.Model):
         return [batch_size, turns, self.steps_per_turn, self.latent_size]
 
     def condition(self, classes, places=None) -> Tensor:
-        """E = E_class[classes] + E_place[places]: [batch, turns, size]."""
+        """E = E_class[classes] + E_place[places]: [batch, turns, size].
+
+        Raises:
+          ValueError: for NumPy (or list) classes or places out of range,
+            as `generate` is given them (an embedding lookup out of range
+            is not an error on every backend); tensors, as a call gets
+            them from Keras, are the caller's to check, as the serving
+            signatures do.
+        """
+        _check_range("classes", classes, self.num_classes)
+        if places is not None and self.place_embedding is not None:
+            _check_range("places", places, self.num_places)
         embedded = self.class_embedding(ops.cast(classes, "int32"))
         if self.place_embedding is not None:
             if places is None:
@@ -392,6 +404,18 @@ def _scan(step, carry, xs):
         key: ops.stack([outputs[key] for outputs in per_step])
         for key in per_step[0]
     }
+
+
+def _check_range(name: str, values, size: int) -> None:
+    """Raises ValueError if concrete `values` fall outside [0, size)."""
+    if not isinstance(values, (np.ndarray, list, tuple)):
+        return
+    values = np.asarray(values)
+    if values.size and (values.min() < 0 or values.max() >= size):
+        raise ValueError(
+            f"{name} must be in 0-{size - 1}; got values from "
+            f"{values.min()} to {values.max()}."
+        )
 
 
 def _batch_major(time_major: Tensor) -> Tensor:

@@ -218,13 +218,19 @@ def parse(text: str, max_turns: int = len(PLACES)) -> list[Instruction]:
     Raises:
       InstructionError: one line naming the bad part and what is expected.
     """
-    parts = text.split(";")
+    # A ";" after the last turn is allowed: "7 top-left;".
+    parts = text.strip().removesuffix(";").split(";")
     if not text.strip():
         raise InstructionError(
             'no instructions; expected e.g. "7 top-left; 3 bottom-right".'
         )
     instructions = []
     for part in parts:
+        if not part.strip():
+            raise InstructionError(
+                f"{text.strip()!r} has an empty turn between two ';'; "
+                'expected e.g. "7 top-left; 3 bottom-right".'
+            )
         match = _INSTRUCTION.match(part.lower())
         if not match or match.group(2) not in PLACES:
             raise InstructionError(

@@ -221,8 +221,9 @@ def judge_episodes(
     Returns:
       instruction_accuracy [turns]: the fraction of episodes whose turn-k
       digit is read, after turn k, as its class; preservation [turns]: the
-      fraction of the digits of turns < k still read as their classes
-      after turn k (1.0 at the first turn, nothing to preserve).
+      fraction of episodes in which every digit of turns < k is still read
+      as its class after turn k (1.0 at the first turn, nothing to
+      preserve; a digit misdrawn at its own turn counts as not preserved).
     """
     images = np.asarray(images, np.float32)
     classes = np.asarray(classes)
@@ -240,7 +241,9 @@ def judge_episodes(
     )
     preservation = np.array(
         [
-            1.0 if k == 0 else np.mean(read[:, k, :k] == classes[:, :k])
+            1.0
+            if k == 0
+            else np.mean(np.all(read[:, k, :k] == classes[:, :k], axis=1))
             for k in range(turns)
         ]
     )

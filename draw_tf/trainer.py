@@ -602,7 +602,9 @@ class Trainer:
             directory,
             self.model.cell.write_patch_size,
             # One turn: a row of the samples of each class.
-            columns=None if classes.shape[1] > 1 else min(len(classes), 8),
+            columns=None
+            if classes.shape[1] > 1
+            else min(len(classes), self.config.num_pictures, 8),
         )
         logging.info(
             "drew %d episodes: %s",

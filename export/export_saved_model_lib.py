@@ -392,11 +392,16 @@ def export(
         module = instructed_serving.InstructedServingModule(
             model, max_batch_size
         )
-        warmup = instructed_serving.warmup_inputs(model)
+        warmup = instructed_serving.warmup_inputs(
+            model, min(WARMUP_BATCH_SIZE, max_batch_size)
+        )
     else:
         module = DrawServingModule(model, max_batch_size)
         warmup = warmup_inputs(
-            model.num_steps, model.latent_size, model.image_shape
+            model.num_steps,
+            model.latent_size,
+            model.image_shape,
+            min(WARMUP_BATCH_SIZE, max_batch_size),
         )
     tf.saved_model.save(module, staging, signatures=module.signatures())
     extra = os.path.join(staging, "assets.extra")
@@ -417,18 +422,25 @@ def export(
     return final
 
 
-def warmup_inputs(num_steps, latent_size, image_shape) -> dict:
-    """One small, valid input dict per signature (batch 2)."""
-    seeds = np.array([0, 1], np.int64)
+# The batch of the warmup requests (at most the export's --max_batch_size,
+# which would refuse a larger one and keep the server from loading it).
+WARMUP_BATCH_SIZE = 2
+
+
+def warmup_inputs(
+    num_steps, latent_size, image_shape, batch_size=WARMUP_BATCH_SIZE
+) -> dict:
+    """One small, valid input dict per signature ([batch_size, ...])."""
+    seeds = np.arange(batch_size, dtype=np.int64)
     return {
         "generate": {"seeds": seeds},
         "serving_default": {"seeds": seeds},
         "generate_from_noise": {
-            "noise": np.zeros([2, num_steps, latent_size], np.float32)
+            "noise": np.zeros([batch_size, num_steps, latent_size], np.float32)
         },
         "canvas_sequence": {"seeds": seeds},
         "reconstruct": {
-            "images": np.zeros([2, *image_shape], np.float32),
+            "images": np.zeros([batch_size, *image_shape], np.float32),
             "seeds": seeds,
         },
     }

@@ -117,9 +117,13 @@ class InstructedServingModule(tf.Module):
         ]
         if places is not None:
             same = tf.reduce_all(tf.equal(tf.shape(places), tf.shape(classes)))
+            # Of the places' own turns: a places tensor of another shape is
+            # refused by the check above, not by a broadcast here.
             repeated = tf.logical_and(
                 tf.equal(places[:, :, None], places[:, None, :]),
-                tf.logical_not(tf.eye(turns, dtype=tf.bool))[None],
+                tf.logical_not(tf.eye(tf.shape(places)[1], dtype=tf.bool))[
+                    None
+                ],
             )
             checks += [
                 tf.debugging.assert_equal(
@@ -207,16 +211,19 @@ class InstructedServingModule(tf.Module):
         }
 
 
-def warmup_inputs(model: ConditionalDrawModel) -> dict:
-    """One small, valid input dict per signature (batch 2, every turn)."""
-    seeds = np.array([0, 1], np.int64)
+def warmup_inputs(model: ConditionalDrawModel, batch_size: int = 2) -> dict:
+    """One small, valid input dict per signature ([batch_size, every turn])."""
+    seeds = np.arange(batch_size, dtype=np.int64)
     turns = model.num_turns
-    classes = np.arange(2 * turns, dtype=np.int64).reshape(2, turns) % 10
+    classes = (
+        np.arange(batch_size * turns, dtype=np.int64).reshape(batch_size, turns)
+        % model.num_classes
+    )
     if model.num_places:
-        places = np.tile(np.arange(turns, dtype=np.int64), (2, 1))
+        places = np.tile(np.arange(turns, dtype=np.int64), (batch_size, 1))
         draw = {"classes": classes, "places": places, "seeds": seeds}
         return {"draw_instructions": draw, "serving_default": draw}
-    generate = {"classes": np.array([7, 3], np.int64), "seeds": seeds}
+    generate = {"classes": classes[:, 0], "seeds": seeds}
     return {
         "draw_instructions": {"classes": classes, "seeds": seeds},
         "generate": generate,

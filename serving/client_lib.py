@@ -224,7 +224,13 @@ def instruction_request(text: str, count: int, seed: int = 0) -> tuple:
             count,
         )
     turns = []
-    for part in text.split(";"):
+    # A ";" after the last turn is allowed: "7 top-left;".
+    for part in text.strip().removesuffix(";").split(";"):
+        if not part.strip():
+            raise ClientError(
+                f"--instructions: {text.strip()!r} has an empty turn "
+                "between two ';'; expected e.g. '7 top-left; 3 bottom-right'"
+            )
         match = re.fullmatch(r"\s*(\d)\s+([a-z-]+)\s*", part.lower())
         if not match or match.group(2) not in PLACES:
             raise ClientError(

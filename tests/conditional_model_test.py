@@ -205,3 +205,15 @@ def test_too_many_turns_or_missing_places_are_refused():
     del inputs["places"]
     with pytest.raises(ValueError, match="pass places"):
         model(inputs)
+
+
+def test_classes_and_places_out_of_range_are_refused():
+    # On JAX an embedding lookup out of range is no error: refused here.
+    model = _model()
+    inputs = _inputs()
+    with pytest.raises(ValueError, match="classes must be in 0-9; got"):
+        model.generate(np.full((2, 2), 10), inputs["places"])
+    with pytest.raises(ValueError, match="places must be in 0-3; got"):
+        model.generate(inputs["classes"], np.array([[0, 4], [1, 2]]))
+    with pytest.raises(ValueError, match="classes must be in 0-9"):
+        model.condition([[-1, 3]], [[0, 1]])

@@ -17,6 +17,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from draw_tf import (
     bounds,
@@ -397,4 +398,8 @@ def test_shipped_instructed_model_draws_instructions_through_train(
         ]
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert (tmp_path / "pictures" / "episodes.png").is_file()
+    # Two pictures of each of two instructions: two rows of two, one row
+    # an instruction (a class) or an episode (its turns).
+    with Image.open(tmp_path / "pictures" / "episodes.png") as picture:
+        width, height = picture.size
+    assert width == height

@@ -92,6 +92,9 @@ def test_text_instructions_parse():
         im.Instruction(3, 3),
     ]
     assert im.parse("  0 TOP-RIGHT ") == [im.Instruction(0, 1)]
+    assert im.parse("7 top-left; 3 bottom-right;") == im.parse(
+        "7 top-left; 3 bottom-right"
+    )
     assert str(im.Instruction(7, 2)) == "7 bottom-left"
 
 
@@ -101,7 +104,8 @@ def test_text_instructions_parse():
         ("", "no instructions"),
         ("seven top-left", "is not an instruction"),
         ("7 middle", "is not an instruction"),
-        ("7 top-left;", "is not an instruction"),
+        ("7 top-left;; 3 top-right", "has an empty turn between two ';'"),
+        (";", "has an empty turn"),
         ("12 top-left", "is not an instruction"),
         ("7 top-left; 3 top-left", "names a place twice"),
         ("1 top-left; 2 top-right; 3 bottom-left", "at most 2"),

@@ -140,6 +140,10 @@ def test_draw_instructions_is_the_models_drawing_turn_by_turn(instructed):
         ),
         (dict(classes=[[1, 2]], places=[[0]]), "places: one place per turn"),
         (
+            dict(classes=[[1, 2]], places=[[0, 1, 2]]),
+            "places: one place per turn",
+        ),
+        (
             dict(classes=[[1]] * 5, places=[[0]] * 5),
             "classes: the batch is above the maximum of 4",
         ),
@@ -174,6 +178,35 @@ def test_warmup_requests_run_on_every_signature(instructed):
         assert outputs["images"].shape[:2] == (2, 3)
         signatures.append(request.model_spec.signature_name)
     assert sorted(signatures) == sorted(predictor.signature_defs)
+
+
+def test_an_export_of_batch_one_warms_up_with_batch_one(tmp_path):
+    # Warmup requests above --max_batch_size would be refused, and the
+    # server would not load the model.
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    workdir = _workdir(tmp_path / "run", dataset="mnist", num_turns=1)
+    path = export_saved_model_lib.export(
+        workdir, str(tmp_path / "export"), "draw", version=1, max_batch_size=1
+    )
+    predictor = SessionPredictor(path)
+    warmup = os.path.join(
+        path, "assets.extra", export_saved_model_lib.WARMUP_FILE
+    )
+    try:
+        for record in tf.data.TFRecordDataset(warmup):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            request = log.predict_log.request
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            assert all(len(value) == 1 for value in inputs.values())
+            predictor.predict(request.model_spec.signature_name, inputs)
+    finally:
+        predictor.close()
+    shape = (28, 28, 1)
+    for inputs in export_saved_model_lib.warmup_inputs(
+        4, 3, shape, batch_size=1
+    ).values():
+        assert all(len(value) == 1 for value in inputs.values())
 
 
 def test_class_conditional_generate_takes_classes(class_conditional):
@@ -239,6 +272,10 @@ def test_client_draws_instructions_over_grpc_and_rest(instructed, tmp_path):
             width, height = Image.open(output).size
             # A row per episode, a column per turn, 60 pixels scaled x 2.
             assert (width, height) == (2 * 120, 3 * 120)
+        # A ";" after the last turn is allowed; an empty turn is not.
+        assert client_lib.instruction_request("7 top-left;", 1)[2] == 1
+        with pytest.raises(client_lib.ClientError, match="empty turn"):
+            client_lib.instruction_request("7 top-left;; 3 top-right", 1)
         # The server names what the model can't draw.
         inputs = client_lib.instruction_request(
             "1 top-left; 2 top-left", count=1

@@ -58,7 +58,9 @@ def test_a_trained_judge_scores_true_episodes_high_and_wrong_ones_low():
     assert scores["instruction_accuracy"].shape == (3,)
     assert (scores["instruction_accuracy"] > 0.85).all(), scores
     assert scores["preservation"][0] == 1.0
-    assert (scores["preservation"] > 0.85).all(), scores
+    # Every earlier digit of an episode read right: about the product of
+    # the turns' accuracies of this quickly trained judge.
+    assert (scores["preservation"] > 0.75).all(), scores
     # Told other classes, the same canvases fail.
     wrong = judge.judge_episodes(
         model, images, (episodes.classes + 1) % 10, episodes.places
@@ -71,6 +73,33 @@ def test_a_trained_judge_scores_true_episodes_high_and_wrong_ones_low():
         model, blank, episodes.classes, episodes.places
     )
     assert erased["preservation"][2] < 0.3, erased
+
+
+def _class_of_brightness(crops):
+    """A fake judge: a crop of value c / 10 everywhere is read as class c."""
+    value = np.round(np.asarray(crops)[:, 0, 0, 0] * 10).astype(int)
+    return np.eye(10)[value]
+
+
+def test_preservation_counts_episodes_that_keep_every_earlier_digit():
+    # Two episodes of three turns, classes 1, 2, 3 in places 0, 1, 2; a
+    # quadrant holds c / 10 when class c is drawn there.
+    classes = np.array([[1, 2, 3], [1, 2, 3]])
+    places = np.array([[0, 1, 2], [0, 1, 2]])
+    images = np.zeros((2, 3, 60, 60, 1), np.float32)
+    for turn in range(3):
+        for earlier in range(turn + 1):
+            top, left = instructed_mnist.quadrant_corner(earlier)
+            images[:, turn, top : top + 30, left : left + 30] = (
+                classes[0, earlier] / 10
+            )
+    # After turn 3, episode 0 has lost its first digit (read as a 0).
+    images[0, 2, :30, :30] = 0.0
+    scores = judge.judge_episodes(_class_of_brightness, images, classes, places)
+    np.testing.assert_array_equal(scores["instruction_accuracy"], [1, 1, 1])
+    # Per episode, every earlier digit: 1 of 2 episodes keeps both (per
+    # digit it would be 3 of 4).
+    np.testing.assert_array_equal(scores["preservation"], [1.0, 1.0, 0.5])
 
 
 def test_the_shipped_judge_reads_its_recorded_test_crops():
