@@ -46,6 +46,12 @@ from draw_tf.config import ConfigError, TrainConfig, check_workdir_architecture
 from draw_tf.engine import Engine
 from draw_tf.errors import TrainingDivergedError
 
+# Validation episodes the judge reads at each validation of an instructed
+# model (the whole test split is read at the end).
+VALIDATION_JUDGED = 1000
+# The judge's scores, lists per turn, in validation.jsonl and test.json.
+_JUDGE_SCORES = ("instruction_accuracy", "preservation")
+
 # make_engine(config, splits, learning_rate_schedule) -> Engine
 MakeEngine = Callable[
     [TrainConfig, data_lib.Splits, schedules.LearningRateSchedule], Engine
@@ -190,6 +196,8 @@ class Trainer:
         self.best_validation = math.inf
         self.train_seconds = 0.0
         self._summaries = None
+        # The --judge of validation, loaded at the first (False: none).
+        self._validation_judge = None
 
     @property
     def model(self) -> keras.Model:
@@ -388,6 +396,8 @@ class Trainer:
             places=self.splits.validation_places,
         )
         results.update(split="validation", step=step)
+        if self.instruct:
+            results.update(self._judge_validation_episodes())
         logging.info(
             "validation at step %d: %s",
             step,
@@ -402,6 +412,11 @@ class Trainer:
             for key, value in results.items():
                 if isinstance(value, float):
                     summaries.scalar(f"validation/{key}", value, step)
+                elif key in _JUDGE_SCORES:
+                    for turn, score in enumerate(value):
+                        summaries.scalar(
+                            f"validation_{key}/turn{turn + 1}", score, step
+                        )
             if self.instruct:
                 drawn = self._draw_validation_instructions(8)
                 summaries.image(
@@ -516,6 +531,37 @@ class Trainer:
             judge_model, drawn["images"], classes, places
         )
         return dict(scores, judge=self.config.judge)
+
+    def _judge_validation_episodes(self) -> dict:
+        """The judge's scores of the first validation episodes drawn.
+
+        The first `VALIDATION_JUDGED` validation instructions (at most
+        --max_eval_examples), drawn as the test's are and read by --judge:
+        the curve of what the model draws, beside the -ELBO that selects
+        the checkpoint.
+
+        Returns:
+          {"instruction_accuracy": [per turn], "preservation": [per turn]},
+          or {} without --judge.
+        """
+        if self._validation_judge is None:
+            self._validation_judge = (
+                warm_start.load_judge(self.config.judge) or False
+            )
+        if self._validation_judge is False:
+            return {}
+        count = min(
+            VALIDATION_JUDGED,
+            self.config.max_eval_examples or VALIDATION_JUDGED,
+            len(self.splits.validation_labels),
+        )
+        places = self.splits.validation_places
+        places = None if places is None else places[:count]
+        classes = self.splits.validation_labels[:count]
+        drawn = self.engine.draw_instructions(classes, places)
+        return judge_lib.instruction_scores(
+            self._validation_judge, drawn["images"], classes, places
+        )
 
     def _draw_validation_instructions(self, count: int) -> np.ndarray:
         """The first validation instructions drawn: [count, turns, H, W, C]."""

@@ -294,6 +294,11 @@ def test_train_evaluate_and_draw_an_instructed_model_with_a_judge(
         assert 0.0 <= value <= 1.0
     for name in ("episodes.png", "episode.png", "episode.gif"):
         assert (workdir / "pictures" / name).is_file(), name
+    # Each validation has the judge's scores of the validation episodes.
+    with open(workdir / "eval" / "validation.jsonl") as file:
+        (validation,) = [json.loads(line) for line in file]
+    assert len(validation["instruction_accuracy"]) == 3
+    assert validation["preservation"][0] == 1.0
     # Resumed, it is already done; drawn from text instructions.
     draw = _train(
         [
