@@ -196,8 +196,8 @@ class Trainer:
         self.best_validation = math.inf
         self.train_seconds = 0.0
         self._summaries = None
-        # The --judge of validation, loaded at the first (False: none).
-        self._validation_judge = None
+        # The --judge, loaded at its first use (False: none).
+        self._judge = None
 
     @property
     def model(self) -> keras.Model:
@@ -519,18 +519,35 @@ class Trainer:
           {"instruction_accuracy": [per turn], "preservation": [per turn],
           "judge": its name} in fractions, or {} without --judge.
         """
-        judge_model = warm_start.load_judge(self.config.judge)
-        if judge_model is None:
-            return {}
-        limit = self.config.max_eval_examples or None
-        classes = self.splits.test_labels[:limit]
-        places = self.splits.test_places
-        places = None if places is None else places[:limit]
-        drawn = self.engine.draw_instructions(classes, places)
-        scores = judge_lib.instruction_scores(
-            judge_model, drawn["images"], classes, places
+        scores = self._judge_drawn(
+            self.splits.test_labels,
+            self.splits.test_places,
+            self.config.max_eval_examples or None,
         )
-        return dict(scores, judge=self.config.judge)
+        return dict(scores, judge=self.config.judge) if scores else {}
+
+    def _judge_drawn(self, labels, places, count) -> dict:
+        """The judge's scores of the first `count` instructions drawn.
+
+        Args:
+          labels: int64 [n, turns] instructed classes of a split.
+          places: int64 [n, turns] their places, or None.
+          count: how many (None: all).
+
+        Returns:
+          `judge.instruction_scores` of the drawn episodes, or {} without
+          --judge (loaded once, at the first call).
+        """
+        if self._judge is None:
+            self._judge = warm_start.load_judge(self.config.judge) or False
+        if self._judge is False:
+            return {}
+        classes = labels[:count]
+        places = None if places is None else places[:count]
+        drawn = self.engine.draw_instructions(classes, places)
+        return judge_lib.instruction_scores(
+            self._judge, drawn["images"], classes, places
+        )
 
     def _judge_validation_episodes(self) -> dict:
         """The judge's scores of the first validation episodes drawn.
@@ -544,23 +561,14 @@ class Trainer:
           {"instruction_accuracy": [per turn], "preservation": [per turn]},
           or {} without --judge.
         """
-        if self._validation_judge is None:
-            self._validation_judge = (
-                warm_start.load_judge(self.config.judge) or False
-            )
-        if self._validation_judge is False:
-            return {}
         count = min(
             VALIDATION_JUDGED,
             self.config.max_eval_examples or VALIDATION_JUDGED,
-            len(self.splits.validation_labels),
         )
-        places = self.splits.validation_places
-        places = None if places is None else places[:count]
-        classes = self.splits.validation_labels[:count]
-        drawn = self.engine.draw_instructions(classes, places)
-        return judge_lib.instruction_scores(
-            self._validation_judge, drawn["images"], classes, places
+        return self._judge_drawn(
+            self.splits.validation_labels,
+            self.splits.validation_places,
+            count,
         )
 
     def _draw_validation_instructions(self, count: int) -> np.ndarray:
