@@ -274,6 +274,12 @@ flags.DEFINE_bool(
     "--task=instruct: carry the LSTM states from turn to turn (the canvas "
     "always carries over); false starts each turn's LSTMs from zero.",
 )
+flags.DEFINE_bool(
+    "place_frames",
+    _DEFAULTS.place_frames,
+    "--task=instruct on instructed_mnist: place each turn's read and write "
+    "windows in its instructed quadrant, from a learned initial canvas.",
+)
 flags.DEFINE_string(
     "instructions",
     _DEFAULTS.instructions,

@@ -74,6 +74,28 @@ def validate_positive_int(name: str, value) -> int:
     return value
 
 
+def validate_frame_size(frame_size, image_shape) -> int | None:
+    """None, or a frame side 1..min(height, width) of the image.
+
+    Raises:
+      ValueError: otherwise.
+    """
+    if frame_size is None:
+        return None
+    smallest = min(image_shape[:2])
+    if (
+        isinstance(frame_size, bool)
+        or not isinstance(frame_size, (int, np.integer))
+        or not 1 <= frame_size <= smallest
+    ):
+        raise ValueError(
+            "frame_size must be None or an integer between 1 and "
+            f"min(height, width) = {smallest} for images of shape "
+            f"{tuple(image_shape)}; got {frame_size!r}."
+        )
+    return int(frame_size)
+
+
 def validate_grid_size(
     name: str, grid_size: int, image_shape: tuple[int, int, int]
 ) -> int:
@@ -254,25 +276,47 @@ def apply_write_filters(
 
 
 def window_from_head_outputs(
-    head_outputs: Tensor, grid_size: int, image_shape: Sequence[int]
+    head_outputs: Tensor,
+    grid_size: int,
+    image_shape: Sequence[int],
+    frame_corners: Tensor | None = None,
+    frame_size: int | None = None,
 ) -> Tensor:
     """Eqs. 22-24: the linear head's outputs (eq. 21) to a window.
+
+    Without a frame the window is placed on the whole image, as in the
+    paper. With one, eqs. 22-24 are applied to a square frame of
+    `frame_size` pixels whose top-left corner is `frame_corners` (pixels,
+    per example): g = corner + (S + 1) / 2 * (g~ + 1), delta = (S - 1) /
+    (N - 1) * delta~. The same head outputs then place the same window
+    relative to each frame (the instructed quadrant of
+    `ConditionalDrawModel` with `place_frames`); the filterbanks still
+    span the whole image.
 
     Args:
       head_outputs: [batch, 5] (g~_X, g~_Y, log sigma^2, log delta~,
         log gamma), W(h^dec) of eq. 21.
       grid_size: N.
       image_shape: (height, width, channels).
+      frame_corners: optional float [batch, 2] (x, y): the pixels left of
+        and above the frame (0 for a frame at the image's top-left).
+      frame_size: S, the frame's side in pixels; with `frame_corners`.
 
     Returns:
       [batch, 5] window (g_X, g_Y, sigma^2, delta, gamma), see
       `WINDOW_PARAMETER_NAMES`.
     """
     height, width, _ = image_shape
+    if (frame_corners is None) != (frame_size is None):
+        raise ValueError("frame_corners and frame_size go together.")
+    if frame_size is not None:
+        height = width = frame_size
     # g = (size + 1) / 2 * (g~ + 1) for X (A = width) and Y (B = height).
     dtype = keras.backend.standardize_dtype(head_outputs.dtype)
     center_scale = np.array([(width + 1) / 2.0, (height + 1) / 2.0], dtype)
     centers = center_scale * (head_outputs[:, 0:2] + 1.0)  # eqs. 22, 23
+    if frame_corners is not None:
+        centers = centers + ops.cast(frame_corners, dtype)
     # sigma^2, delta = (max(A, B) - 1) / (N - 1) * delta~ (eq. 24), gamma.
     # For N = 1 the stride does not move the single filter; the factor
     # (max(A, B) - 1) avoids dividing by zero.
@@ -354,8 +398,11 @@ class AttentionWindowHead(keras.layers.Layer):
     i - N/2 - 0.5 is 0), and eq. 24 would divide by zero; the factor
     (max(A, B) - 1) is used instead.
 
-    Input: [batch, decoder_units]. Output: [batch, 5], see
-    `WINDOW_PARAMETER_NAMES`.
+    With `frame_size` S, A = B = S and the window is placed in a frame
+    given at each call (`window_from_head_outputs`).
+
+    Input: [batch, decoder_units] (and, with a frame, frame_corners
+    [batch, 2]). Output: [batch, 5], see `WINDOW_PARAMETER_NAMES`.
     """
 
     def __init__(
@@ -363,6 +410,7 @@ class AttentionWindowHead(keras.layers.Layer):
         grid_size: int,
         image_shape: Sequence[int],
         initial_log_variance: float = 0.0,
+        frame_size: int | None = None,
         **kwargs,
     ):
         """Creates the head.
@@ -372,6 +420,9 @@ class AttentionWindowHead(keras.layers.Layer):
           image_shape: (height, width, channels) of the images attended to.
           initial_log_variance: initial bias of the log sigma^2 output, so
             log sigma^2 for a zero decoder state (the first step).
+          frame_size: S, the side of the frame the windows are placed in
+            (its corner given to each call), 1..min(height, width); None
+            places them on the whole image.
           **kwargs: base Layer arguments (name, dtype, ...).
         """
         super().__init__(**kwargs)
@@ -380,6 +431,7 @@ class AttentionWindowHead(keras.layers.Layer):
             "grid_size", grid_size, self.image_shape
         )
         self.initial_log_variance = float(initial_log_variance)
+        self.frame_size = validate_frame_size(frame_size, self.image_shape)
         self.linear = keras.layers.Dense(
             5,
             bias_initializer=keras.initializers.Constant(
@@ -391,9 +443,18 @@ class AttentionWindowHead(keras.layers.Layer):
     def build(self, input_shape):
         self.linear.build(input_shape)
 
-    def call(self, decoder_hidden):
+    def call(self, decoder_hidden, frame_corners=None):
+        if (frame_corners is None) != (self.frame_size is None):
+            raise ValueError(
+                "frame_corners [batch, 2] are needed exactly when the head "
+                f"has a frame_size; frame_size={self.frame_size}."
+            )
         return window_from_head_outputs(
-            self.linear(decoder_hidden), self.grid_size, self.image_shape
+            self.linear(decoder_hidden),
+            self.grid_size,
+            self.image_shape,
+            frame_corners,
+            self.frame_size,
         )
 
     def get_config(self):
@@ -403,6 +464,8 @@ class AttentionWindowHead(keras.layers.Layer):
             image_shape=list(self.image_shape),
             initial_log_variance=self.initial_log_variance,
         )
+        if self.frame_size is not None:
+            config.update(frame_size=self.frame_size)
         return config
 
 
@@ -416,17 +479,26 @@ class AttentiveRead(keras.layers.Layer):
       images: [batch, height, width, channels], x.
       error_images: [batch, height, width, channels], x_hat (eq. 3).
       decoder_hidden: [batch, decoder_units], h^dec_{t-1}.
+      frame_corners: [batch, 2], exactly with a `frame_size`.
 
     Returns:
       (glimpses [batch, 2 * N * N * channels], window [batch, 5]).
     """
 
-    def __init__(self, glimpse_size: int, image_shape: Sequence[int], **kwargs):
+    def __init__(
+        self,
+        glimpse_size: int,
+        image_shape: Sequence[int],
+        frame_size: int | None = None,
+        **kwargs,
+    ):
         """Creates the read.
 
         Args:
           glimpse_size: N, the glimpse is N x N per channel.
           image_shape: (height, width, channels).
+          frame_size: windows placed in a frame of this side, its corner
+            given to each call (`AttentionWindowHead`); None: the image.
           **kwargs: base Layer arguments.
         """
         super().__init__(**kwargs)
@@ -434,8 +506,12 @@ class AttentiveRead(keras.layers.Layer):
         self.glimpse_size = validate_grid_size(
             "glimpse_size", glimpse_size, self.image_shape
         )
+        self.frame_size = validate_frame_size(frame_size, self.image_shape)
         self.window_head = AttentionWindowHead(
-            self.glimpse_size, self.image_shape, name="window_head"
+            self.glimpse_size,
+            self.image_shape,
+            frame_size=self.frame_size,
+            name="window_head",
         )
 
     @property
@@ -453,8 +529,8 @@ class AttentiveRead(keras.layers.Layer):
         # state's matters, the image shape is fixed by the config.
         self.window_head.build(decoder_hidden_shape)
 
-    def call(self, images, error_images, decoder_hidden):
-        window = self.window_head(decoder_hidden)
+    def call(self, images, error_images, decoder_hidden, frame_corners=None):
+        window = self.window_head(decoder_hidden, frame_corners)
         glimpses = read_glimpses(
             images, error_images, window, self.glimpse_size
         )
@@ -466,6 +542,8 @@ class AttentiveRead(keras.layers.Layer):
             glimpse_size=self.glimpse_size,
             image_shape=list(self.image_shape),
         )
+        if self.frame_size is not None:
+            config.update(frame_size=self.frame_size)
         return config
 
 
@@ -476,18 +554,27 @@ class AttentiveWrite(keras.layers.Layer):
     w_t = W(h^dec_t)                                   (28)  N x N patch
     write(h^dec_t) = 1 / gamma^ * F^_Y^T w_t F^_X      (29)
 
-    Input: decoder_hidden [batch, decoder_units], h^dec_t.
+    Input: decoder_hidden [batch, decoder_units], h^dec_t; with a
+    `frame_size`, frame_corners [batch, 2] too.
 
     Returns:
       (canvas_update [batch, height, width, channels], window [batch, 5]).
     """
 
-    def __init__(self, patch_size: int, image_shape: Sequence[int], **kwargs):
+    def __init__(
+        self,
+        patch_size: int,
+        image_shape: Sequence[int],
+        frame_size: int | None = None,
+        **kwargs,
+    ):
         """Creates the write.
 
         Args:
           patch_size: N, the written patch is N x N per channel.
           image_shape: (height, width, channels).
+          frame_size: windows placed in a frame of this side, its corner
+            given to each call (`AttentionWindowHead`); None: the image.
           **kwargs: base Layer arguments.
         """
         super().__init__(**kwargs)
@@ -495,20 +582,24 @@ class AttentiveWrite(keras.layers.Layer):
         self.patch_size = validate_grid_size(
             "patch_size", patch_size, self.image_shape
         )
+        self.frame_size = validate_frame_size(frame_size, self.image_shape)
         channels = self.image_shape[2]
         self.patch_layer = keras.layers.Dense(
             self.patch_size**2 * channels, name="patch"
         )
         self.window_head = AttentionWindowHead(
-            self.patch_size, self.image_shape, name="window_head"
+            self.patch_size,
+            self.image_shape,
+            frame_size=self.frame_size,
+            name="window_head",
         )
 
     def build(self, decoder_hidden_shape):
         self.patch_layer.build(decoder_hidden_shape)
         self.window_head.build(decoder_hidden_shape)
 
-    def call(self, decoder_hidden):
-        window = self.window_head(decoder_hidden)
+    def call(self, decoder_hidden, frame_corners=None):
+        window = self.window_head(decoder_hidden, frame_corners)
         update = write_patch(
             self.patch_layer(decoder_hidden),
             window,
@@ -522,6 +613,8 @@ class AttentiveWrite(keras.layers.Layer):
         config.update(
             patch_size=self.patch_size, image_shape=list(self.image_shape)
         )
+        if self.frame_size is not None:
+            config.update(frame_size=self.frame_size)
         return config
 
 

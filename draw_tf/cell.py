@@ -78,6 +78,7 @@ class DrawCell(keras.layers.Layer):
         read_glimpse_size: int | None = 2,
         write_patch_size: int | None = 5,
         precision: str = "fp32",
+        frame_size: int | None = None,
         **kwargs,
     ):
         """Creates the cell.
@@ -96,6 +97,10 @@ class DrawCell(keras.layers.Layer):
             bfloat16 matmuls and gates) and hand float32 back; attention,
             write, canvas and loss stay float32. Not part of the variables:
             weights trained in one precision load in the other.
+          frame_size: with attention, place the windows in a square frame
+            of this side whose corner is given at each step (the
+            instructed quadrant of `ConditionalDrawCell`); None (DRAW's):
+            on the whole image.
           **kwargs: base Layer arguments.
 
         Raises:
@@ -119,6 +124,15 @@ class DrawCell(keras.layers.Layer):
                 f"precision must be one of {PRECISIONS}; got {precision!r}."
             )
         self.precision = precision
+        self.frame_size = attention.validate_frame_size(
+            frame_size, self.image_shape
+        )
+        if frame_size is not None and read_glimpse_size is None:
+            if write_patch_size is None:
+                raise ValueError(
+                    "frame_size places attention windows; this cell has no "
+                    "attention (read_glimpse_size and write_patch_size None)."
+                )
         matmul_policy = _MATMUL_POLICIES[precision]
         if read_glimpse_size is None:
             self.read_layer = attention.FullImageRead(
@@ -126,7 +140,10 @@ class DrawCell(keras.layers.Layer):
             )
         else:
             self.read_layer = attention.AttentiveRead(
-                read_glimpse_size, self.image_shape, name="read"
+                read_glimpse_size,
+                self.image_shape,
+                frame_size=frame_size,
+                name="read",
             )
         if write_patch_size is None:
             self.write_layer = attention.DenseWrite(
@@ -134,7 +151,10 @@ class DrawCell(keras.layers.Layer):
             )
         else:
             self.write_layer = attention.AttentiveWrite(
-                write_patch_size, self.image_shape, name="write"
+                write_patch_size,
+                self.image_shape,
+                frame_size=frame_size,
+                name="write",
             )
         self.encoder = keras.layers.LSTMCell(
             encoder_units, name="encoder", dtype=matmul_policy
@@ -275,14 +295,21 @@ class DrawCell(keras.layers.Layer):
             return tensors
         return tuple(ops.cast(tensor, "float32") for tensor in tensors)
 
-    def _decode_and_write(self, latent, previous: DrawState):
-        """Eqs. 7-8: returns ({canvas[, write_window]}, (h^dec_t, cell))."""
+    def _decode_and_write(
+        self, latent, previous: DrawState, frame_corners=None
+    ):
+        """Eqs. 7-8: returns ({canvas[, write_window]}, (h^dec_t, cell)).
+
+        `frame_corners` [batch, 2]: the write's frame, with `frame_size`.
+        """
         decoder_hidden, (_, decoder_cell) = self.decoder_step(
             latent, [previous.decoder_hidden, previous.decoder_cell]
         )
         outputs = {}
         if self.write_attention:
-            update, outputs["write_window"] = self.write_layer(decoder_hidden)
+            update, outputs["write_window"] = self.write_layer(
+                decoder_hidden, frame_corners
+            )
         else:
             update = self.write_layer(decoder_hidden)
         outputs["canvas"] = previous.canvas + update  # eq. 8
@@ -299,4 +326,6 @@ class DrawCell(keras.layers.Layer):
             write_patch_size=self.write_patch_size,
             precision=self.precision,
         )
+        if self.frame_size is not None:
+            config.update(frame_size=self.frame_size)
         return config

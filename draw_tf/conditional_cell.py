@@ -9,6 +9,10 @@ condition_size]`), enters the encoder and the decoder at every step:
 Everything else is DRAW's step (`draw_tf.cell.DrawCell`): the read, the
 posterior, the write, the canvas. With e the generation of a class or an
 instruction: z_t ~ N(0, I) and e given.
+
+With `frame_size` (the model's `place_frames`) each step is also given
+the corner of the instructed place, and the read and write windows are
+placed relative to it (`draw_tf.attention.window_from_head_outputs`).
 """
 
 import keras
@@ -24,7 +28,8 @@ class ConditionalDrawCell(cell_lib.DrawCell):
 
     `call((images, noise, condition), states)`: condition [batch,
     condition_size]; the rest as `DrawCell`. `generate_step((latent,
-    condition), states)` likewise.
+    condition), states)` likewise. With a `frame_size` the inputs end
+    with frame_corners [batch, 2], the (x, y) pixels before the frame.
     """
 
     def __init__(self, image_shape, condition_size: int, **kwargs):
@@ -57,13 +62,14 @@ class ConditionalDrawCell(cell_lib.DrawCell):
         self.write_layer.build(decoder_hidden_shape)
 
     def call(self, inputs, states):
-        images, noise, condition = inputs
+        images, noise, condition, *frame = inputs
+        frame_corners = self._frame_corners(frame)
         previous = cell_lib.DrawState(*states)
         outputs = {}
         error_images = images - ops.sigmoid(previous.canvas)  # eq. 3
         if self.read_attention:  # eq. 4
             read, outputs["read_window"] = self.read_layer(
-                images, error_images, previous.decoder_hidden
+                images, error_images, previous.decoder_hidden, frame_corners
             )
         else:
             read = self.read_layer(images, error_images)
@@ -78,7 +84,7 @@ class ConditionalDrawCell(cell_lib.DrawCell):
         posterior_mean, posterior_log_stddev = ops.split(posterior, 2, axis=-1)
         latent = posterior_mean + ops.exp(posterior_log_stddev) * noise  # eq. 6
         step_outputs, decoder_state = self._decode_and_write(
-            ops.concatenate([latent, condition], -1), previous
+            ops.concatenate([latent, condition], -1), previous, frame_corners
         )
         outputs.update(step_outputs)
         outputs.update(
@@ -95,11 +101,29 @@ class ConditionalDrawCell(cell_lib.DrawCell):
         )
 
     def generate_step(self, inputs, states):
-        """One generation step: (z_t, e) -> the decoder and write (7', 8)."""
-        latent, condition = inputs
-        return super().generate_step(
-            ops.concatenate([latent, condition], -1), states
+        """One generation step: (z_t, e[, frame_corners]) -> (7', 8)."""
+        latent, condition, *frame = inputs
+        previous = cell_lib.DrawState(*states)
+        outputs, decoder_state = self._decode_and_write(
+            ops.concatenate([latent, condition], -1),
+            previous,
+            self._frame_corners(frame),
         )
+        next_state = previous._replace(
+            canvas=outputs["canvas"],
+            decoder_hidden=decoder_state[0],
+            decoder_cell=decoder_state[1],
+        )
+        return outputs, next_state
+
+    def _frame_corners(self, frame: list):
+        """The frame corners ending the inputs: given exactly with frames."""
+        if bool(frame) != (self.frame_size is not None):
+            raise ValueError(
+                "the inputs end with frame_corners [batch, 2] exactly when "
+                f"the cell has a frame_size; frame_size={self.frame_size}."
+            )
+        return frame[0] if frame else None
 
     def get_config(self):
         config = super().get_config()

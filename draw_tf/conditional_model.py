@@ -38,6 +38,11 @@ from draw_tf.conditional_cell import ConditionalDrawCell
 from draw_tf.model import standard_normal_noise
 
 
+# c_0 of a model with place_frames at the start of training: logit 0.02,
+# a blank canvas.
+INITIAL_CANVAS_LOGIT = -3.9
+
+
 @keras.saving.register_keras_serializable(package="draw_tf")
 class ConditionalDrawModel(keras.Model):
     """DRAW told what to draw, over K turns on one canvas.
@@ -73,6 +78,7 @@ class ConditionalDrawModel(keras.Model):
         write_patch_size: int | None = 5,
         condition_size: int = 32,
         carry_states: bool = True,
+        place_frames: bool = False,
         seed: int | None = None,
         **kwargs,
     ):
@@ -94,6 +100,13 @@ class ConditionalDrawModel(keras.Model):
           carry_states: carry the LSTM states from turn to turn (the
             canvas always carries over); False starts each turn's LSTMs
             from zero.
+          place_frames: place each turn's read and write windows in its
+            instructed quadrant (a frame of half the canvas' side, eqs.
+            22-24 applied to it), and start from a learned canvas c_0
+            (`initial_canvas`, initialised to INITIAL_CANVAS_LOGIT, the
+            blank canvas) instead of DRAW's c_0 = 0, so that no turn
+            spends its steps clearing the quadrants it is not told to
+            draw in. Needs the 4 places and attention.
           seed: seed of the fallback noise generator.
           **kwargs: base Model arguments.
 
@@ -112,7 +125,24 @@ class ConditionalDrawModel(keras.Model):
             "steps_per_turn", steps_per_turn
         )
         self.carry_states = bool(carry_states)
+        self.place_frames = bool(place_frames)
         self.seed = seed
+        image_shape = attention.validate_image_shape(image_shape)
+        frame_size = None
+        if self.place_frames:
+            height, width, _ = image_shape
+            if num_places != 4 or height != width or height % 2:
+                raise ValueError(
+                    "place_frames needs the 4 quadrants of a square canvas "
+                    f"of even side; got num_places={num_places}, "
+                    f"image_shape={image_shape}."
+                )
+            if read_glimpse_size is None or write_patch_size is None:
+                raise ValueError(
+                    "place_frames needs read and write attention "
+                    "(read_glimpse_size and write_patch_size)."
+                )
+            frame_size = height // 2
         self.cell = ConditionalDrawCell(
             image_shape,
             condition_size,
@@ -121,6 +151,7 @@ class ConditionalDrawModel(keras.Model):
             latent_size=latent_size,
             read_glimpse_size=read_glimpse_size,
             write_patch_size=write_patch_size,
+            frame_size=frame_size,
             name="draw_cell",
         )
         self.class_embedding = keras.layers.Embedding(
@@ -140,6 +171,7 @@ class ConditionalDrawModel(keras.Model):
             name="reconstruction_loss"
         )
         self.latent_loss_tracker = keras.metrics.Mean(name="latent_loss")
+        self.initial_canvas = None
         self.build()
 
     @property
@@ -158,6 +190,35 @@ class ConditionalDrawModel(keras.Model):
         self.class_embedding.build((None,))
         if self.place_embedding is not None:
             self.place_embedding.build((None,))
+        if self.place_frames and self.initial_canvas is None:
+            self.initial_canvas = self.add_weight(
+                shape=self.image_shape,
+                initializer=keras.initializers.Constant(INITIAL_CANVAS_LOGIT),
+                name="initial_canvas",
+            )
+
+    def frame_corners(self, places) -> Tensor:
+        """The (x, y) corners of the places' quadrants: [..., 2] float32.
+
+        Place p is quadrant p of the canvas: 0 top-left, 1 top-right,
+        2 bottom-left, 3 bottom-right (`draw_tf.instructed_mnist`).
+        """
+        places = ops.cast(places, "int32")
+        side = self.image_shape[0] // 2
+        return ops.cast(
+            ops.stack([(places % 2) * side, (places // 2) * side], axis=-1),
+            "float32",
+        )
+
+    def initial_state(self, batch) -> cell_lib.DrawState:
+        """Zero LSTM states and c_0: zero, or `initial_canvas`."""
+        state = self.cell.get_initial_state(batch)
+        if self.initial_canvas is None:
+            return state
+        canvas = ops.broadcast_to(
+            ops.expand_dims(self.initial_canvas, 0), ops.shape(state.canvas)
+        )
+        return state._replace(canvas=canvas)
 
     def noise_shape(self, batch_size, turns) -> list:
         """[batch_size, turns, T, latent_size], the shape of `noise`."""
@@ -192,9 +253,10 @@ class ConditionalDrawModel(keras.Model):
         turns = self._check_turns(targets.shape[1])
         batch = ops.shape(targets)[0]
         conditions = self.condition(inputs["classes"], inputs.get("places"))
+        corners = self._corners(inputs.get("places"))
         noise = self._noise(batch, turns, noise, seed)
         keys = unrolling.step_keys(self.cell, return_canvases)
-        state = self.cell.get_initial_state(batch)
+        state = self.initial_state(batch)
         per_turn = {key: [] for key in keys}
         canvas_logits = []
         for turn in range(turns):
@@ -202,11 +264,14 @@ class ConditionalDrawModel(keras.Model):
                 state = self.cell.get_initial_state(batch)._replace(
                     canvas=state.canvas
                 )
-            images, condition = targets[:, turn], conditions[:, turn]
+            images = targets[:, turn]
+            given = (conditions[:, turn],) + (
+                () if corners is None else (corners[:, turn],)
+            )
 
-            def step(carried, step_noise, images=images, condition=condition):
+            def step(carried, step_noise, images=images, given=given):
                 outputs, carried = self.cell(
-                    (images, step_noise, condition),
+                    (images, step_noise, *given),
                     cell_lib.DrawState(*carried),
                 )
                 return tuple(carried), {key: outputs[key] for key in keys}
@@ -248,21 +313,24 @@ class ConditionalDrawModel(keras.Model):
           write attention, write_windows [batch, turns, T, 5].
         """
         conditions = self.condition(classes, places)
+        corners = self._corners(places)
         turns = self._check_turns(conditions.shape[1])
         batch = ops.shape(conditions)[0]
         noise = self._noise(batch, turns, noise, seed)
-        state = self.cell.get_initial_state(batch)
+        state = self.initial_state(batch)
         images, canvases, windows = [], [], []
         for turn in range(turns):
             if turn and not self.carry_states:
                 state = self.cell.get_initial_state(batch)._replace(
                     canvas=state.canvas
                 )
-            condition = conditions[:, turn]
+            given = (conditions[:, turn],) + (
+                () if corners is None else (corners[:, turn],)
+            )
 
-            def step(carried, latent, condition=condition):
+            def step(carried, latent, given=given):
                 outputs, carried = self.cell.generate_step(
-                    (latent, condition), cell_lib.DrawState(*carried)
+                    (latent, *given), cell_lib.DrawState(*carried)
                 )
                 kept = {"canvas": outputs["canvas"]}
                 if self.cell.write_attention:
@@ -304,6 +372,10 @@ class ConditionalDrawModel(keras.Model):
         )
         return losses.weighted_mean(terms["negative_elbo"], sample_weight)
 
+    def _corners(self, places):
+        """Each turn's frame corners [batch, turns, 2], or None."""
+        return self.frame_corners(places) if self.place_frames else None
+
     def _check_turns(self, turns) -> int:
         if turns is None or not 1 <= turns <= self.num_turns:
             raise ValueError(
@@ -334,6 +406,7 @@ class ConditionalDrawModel(keras.Model):
             "write_patch_size": cell.write_patch_size,
             "condition_size": cell.condition_size,
             "carry_states": self.carry_states,
+            "place_frames": self.place_frames,
             "seed": self.seed,
         }
 

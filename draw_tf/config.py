@@ -52,9 +52,11 @@ ARCHITECTURE_FIELDS = (
     "num_turns",
     "condition_size",
     "carry_states",
+    "place_frames",
 )
-# Architecture fields of --task=instruct alone.
-INSTRUCT_FIELDS = ("num_turns", "condition_size", "carry_states")
+# Architecture fields of --task=instruct alone (place_frames only when
+# true: the models before it have none).
+INSTRUCT_FIELDS = ("num_turns", "condition_size", "carry_states", "place_frames")
 
 
 _ADDED_FIELD_DEFAULTS = {"task": "generate"}
@@ -127,6 +129,7 @@ class TrainConfig:
     num_turns: int = 3
     condition_size: int = 32
     carry_states: bool = True
+    place_frames: bool = False
     instructions: str = ""
     judge: str = "digit_judge"
 
@@ -306,6 +309,15 @@ class TrainConfig:
                 f"--dataset={self.dataset} is class-conditional, one digit "
                 f"per example: --num_turns must be 1; got {self.num_turns}."
             )
+        if self.place_frames and (
+            self.dataset != INSTRUCTED_DATASET or not self.attention
+        ):
+            raise ConfigError(
+                "--place_frames places the attention windows in the "
+                f"instructed quadrant: it needs --dataset={INSTRUCTED_DATASET} "
+                f"and --attention; got --dataset={self.dataset}"
+                f"{'' if self.attention else ' and --noattention'}."
+            )
         if self.engine == "distributed":
             raise ConfigError(
                 "--task=instruct trains with Keras fit() (--engine=keras), on "
@@ -440,6 +452,7 @@ class TrainConfig:
                 steps_per_turn=self.num_steps,
                 condition_size=self.condition_size,
                 carry_states=self.carry_states,
+                place_frames=self.place_frames,
             )
         return dict(draw, num_steps=self.num_steps, precision=self.precision)
 
@@ -448,6 +461,8 @@ class TrainConfig:
         values = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
         if self.task == "instruct":
             values["dataset"] = self.dataset  # its places, and classes
+            if not self.place_frames:
+                del values["place_frames"]
         else:
             for name in INSTRUCT_FIELDS:
                 del values[name]

@@ -12,6 +12,13 @@ flags check the same things on every backend:
 
 The origin is written to `<workdir>/init_from.json` and goes into the
 shipped model's record.
+
+A conditional model (--task=instruct) can start from another whose
+variables are the same but for what the episodes add: a class-conditional
+model (28 x 28, one turn, no places) initialises an instructed one (60 x
+60, K turns, places) in every variable it has; the place embedding (and
+`initial_canvas`, with --place_frames) keep their initial values, and the
+origin lists them as `new_variables`.
 """
 
 import json
@@ -139,13 +146,24 @@ def initialize(
     """
     source = config.init_from
     if source in pretrained.names():
-        record = load_shipped(model, config, image_shape, source, "init_from")
+        record = pretrained.record(source)
+        new_variables = None
+        if _transfers(config, image_shape, record["architecture"], record):
+            new_variables = _transfer(
+                model,
+                pretrained.load(source),
+                f"--init_from={source}",
+            )
+        else:
+            load_shipped(model, config, image_shape, source, "init_from")
         origin = dict(
             kind="pretrained",
             name=source,
             steps=record["steps"],
             test=record.get("test"),
         )
+        if new_variables is not None:
+            origin["new_variables"] = new_variables
     elif os.path.isdir(source):
         origin = _load_workdir(model, config, image_shape, source)
     else:
@@ -162,12 +180,111 @@ def initialize(
 
 def _load_workdir(model, config, image_shape, directory: str) -> dict:
     """Loads another workdir's best (else latest) weights into `model`."""
-    path, step = loading.restore_workdir_weights(
-        model, config, image_shape, directory, flag="init_from"
-    )
-    return dict(
+    saved = workdir.read_json(directory, workdir.CONFIG) or {}
+    source_config = saved.get("config")
+    new_variables = None
+    if source_config and _transfers(
+        config, image_shape, saved.get("architecture", {}), saved
+    ):
+        fields = TrainConfig.__dataclass_fields__
+        source_config = TrainConfig(
+            **{
+                key: value
+                for key, value in dict(source_config, workdir=directory).items()
+                if key in fields
+            }
+        )
+        source_shape = saved["architecture"]["image_shape"]
+        loaded = loading.load_workdir(
+            source_config, source_shape, directory, flag="init_from"
+        )
+        path, step = loaded.path, loaded.step
+        new_variables = _transfer(
+            model, loaded.model, f"--init_from={directory}"
+        )
+    else:
+        path, step = loading.restore_workdir_weights(
+            model, config, image_shape, directory, flag="init_from"
+        )
+    origin = dict(
         kind="workdir",
         workdir=os.path.abspath(directory),
         checkpoint=os.path.relpath(path, directory),
         steps=step,
     )
+    if new_variables is not None:
+        origin["new_variables"] = new_variables
+    return origin
+
+
+# What an instructed model adds to a conditional one it starts from.
+TRANSFERABLE_FIELDS = (
+    "dataset",
+    "image_shape",
+    "num_turns",
+    "carry_states",
+    "place_frames",
+)
+
+
+def _transfers(config, image_shape, architecture: dict, saved: dict) -> bool:
+    """Whether a conditional source differs from the run only in episodes.
+
+    Args:
+      config: the run's config.
+      image_shape: the run's data shape.
+      architecture: the source's architecture (a record's, a workdir's).
+      saved: the record or config.json holding it (its image_shape).
+
+    Returns:
+      True if both are --task=instruct models that differ, and only in
+      TRANSFERABLE_FIELDS; False for the same architecture, or for any
+      other difference (the strict load then names it).
+    """
+    if config.task != "instruct" or architecture.get("task") != "instruct":
+        return False
+    ours = dict(config.architecture(), image_shape=list(image_shape))
+    theirs = dict(
+        architecture,
+        image_shape=list(
+            saved.get("image_shape", architecture.get("image_shape", []))
+        ),
+    )
+    differing = {
+        key
+        for key in set(ours) | set(theirs)
+        if ours.get(key, False) != theirs.get(key, False)
+    }
+    return bool(differing) and differing <= set(TRANSFERABLE_FIELDS)
+
+
+def _transfer(model: keras.Model, source: keras.Model, what: str) -> list:
+    """Copies every variable of `source` into the same one of `model`.
+
+    Variables are matched by their path below the model (e.g.
+    "draw_cell/encoder/kernel") and must have the same shapes.
+
+    Returns:
+      The paths of `model`'s variables `source` does not have (left at
+      their initial values), sorted.
+
+    Raises:
+      ConfigError: if a variable of the source has no match (one line).
+    """
+
+    def below_model(variable) -> str:
+        return variable.path.split("/", 1)[-1]
+
+    targets = {below_model(variable): variable for variable in model.weights}
+    for variable in source.weights:
+        name = below_model(variable)
+        target = targets.pop(name, None)
+        if target is None or tuple(target.shape) != tuple(variable.shape):
+            found = "none" if target is None else tuple(target.shape)
+            raise ConfigError(
+                f"{what}: its variable {name} {tuple(variable.shape)} has no "
+                f"match in this model (found {found}); expected a "
+                "conditional model of the same sizes."
+            )
+        target.assign(variable)
+    return sorted(targets)
