@@ -56,7 +56,12 @@ ARCHITECTURE_FIELDS = (
 )
 # Architecture fields of --task=instruct alone (place_frames only when
 # true: the models before it have none).
-INSTRUCT_FIELDS = ("num_turns", "condition_size", "carry_states", "place_frames")
+INSTRUCT_FIELDS = (
+    "num_turns",
+    "condition_size",
+    "carry_states",
+    "place_frames",
+)
 
 
 _ADDED_FIELD_DEFAULTS = {"task": "generate"}
