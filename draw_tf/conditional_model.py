@@ -14,8 +14,11 @@ over from turn to turn (the LSTM states too, with `carry_states`):
     loss = sum_k -log p(x_k | c_{k,T}) + sum_k sum_t KL(q(z_kt) || N(0, I))
 
 in nats per episode (`losses` terms per turn: `episode_terms`). With K = 1
-and no places it is class-conditional DRAW ("draw a 7"). Generation runs
-the decoder alone, z ~ N(0, I), the instructions given:
+and no places it is class-conditional DRAW ("draw a 7"). With
+`place_frames` each turn's read and write windows are placed in its
+instructed quadrant (eqs. 22-24 on a frame of half the canvas, at the
+quadrant's corner) and the canvas starts from a learned c_0. Generation
+runs the decoder alone, z ~ N(0, I), the instructions given:
 
     model = ConditionalDrawModel((60, 60, 1), num_turns=3, num_places=4)
     outputs = model({"targets": x, "classes": c, "places": p})

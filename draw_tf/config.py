@@ -289,6 +289,11 @@ class TrainConfig:
                     "--instructions are drawn by an instructed model "
                     f"(--task=instruct); this run has --task={self.task}."
                 )
+            if self.place_frames:
+                raise ConfigError(
+                    "--place_frames is of an instructed model "
+                    f"(--task=instruct); this run has --task={self.task}."
+                )
             return
         allowed = (INSTRUCTED_DATASET, *CLASS_CONDITIONAL_DATASETS)
         if self.dataset not in allowed:

@@ -78,9 +78,13 @@ def stages(record: dict) -> list[Stage]:
 
     A stage's steps convert to epochs by its own steps per epoch (its
     steps over its epochs); each stage starts where the one before ended.
+    A stage of another dataset (the class-conditional model an instructed
+    one started from) keeps its label and hours, but its curve, of
+    another task, is not on this axis: no points, no epochs taken.
     """
     metric = metric_of(record)
     scale = _METRICS[metric][1]
+    dataset = record.get("config", {}).get("dataset")
     runs = list(record.get("history", [])) + [
         dict(
             record,
@@ -91,6 +95,16 @@ def stages(record: dict) -> list[Stage]:
     ]
     result, offset = [], 0.0
     for run in runs:
+        if run.get("dataset", dataset) != dataset:
+            result.append(
+                Stage(
+                    label=f"{run.get('source', '?')}, on {run['dataset']}",
+                    epochs=np.zeros([0]),
+                    values=np.zeros([0]),
+                    wall_hours=float(run.get("training_wall_hours") or 0.0),
+                )
+            )
+            continue
         curve = [e for e in run.get("validation_curve", []) if metric in e]
         steps, epochs = run.get("steps") or 0, run.get("epochs") or 0
         per_step = epochs / steps if steps and epochs else 0.0

@@ -439,7 +439,11 @@ def earlier_stages(workdir: str) -> list[dict]:
             source = pretrained.record(origin["name"])
         except (OSError, KeyError, ValueError):
             return []
-        return list(source.get("history", [])) + [_stage_of_record(source)]
+        # Stages shipped before they named their dataset were the source's.
+        dataset = source.get("config", {}).get("dataset", "")
+        return [
+            {"dataset": dataset, **stage} for stage in source.get("history", [])
+        ] + [_stage_of_record(source)]
     source_workdir = origin.get("workdir", "")
     if not source_workdir or not os.path.isdir(source_workdir):
         return []
@@ -452,6 +456,7 @@ def _stage_of_record(record: dict) -> dict:
     """One history stage: a shipped model's training, from its record."""
     return {
         "source": f"shipped {record['name']} ({record.get('shipped', '')})",
+        "dataset": record.get("config", {}).get("dataset", ""),
         "steps": record["steps"],
         "epochs": record["epochs"],
         "training_wall_hours": record["training_wall_hours"],
@@ -491,6 +496,7 @@ def _stage_of_workdir(workdir: str, steps: int) -> dict:
     machines = workdir_layout.read_json_lines(workdir, workdir_layout.MACHINES)
     return {
         "source": f"workdir {os.path.basename(os.path.normpath(workdir))}",
+        "dataset": config.dataset,
         "steps": steps,
         "epochs": epochs,
         "training_wall_hours": round(wall_seconds / 3600, 2),

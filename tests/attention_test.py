@@ -177,6 +177,45 @@ def test_window_head_matches_eqs_22_to_24(height, width, N):
         )
 
 
+@pytest.mark.parametrize("N", [1, 5])
+def test_a_framed_window_is_eqs_22_to_24_on_the_frame(N):
+    # g = corner + (S + 1) / 2 * (g~ + 1), delta = (S - 1) / (N - 1) * delta~.
+    frame = 30
+    head = attention.AttentionWindowHead(N, (60, 60, 1), frame_size=frame)
+    hidden = np.random.default_rng(13).normal(size=(4, 7))
+    corners = np.array([[0, 0], [30, 0], [0, 30], [30, 30]], "float32")
+    window = numpy(head(tensor(hidden), tensor(corners)))
+    kernel, bias = (numpy(v) for v in head.linear.weights)
+    raw = hidden @ kernel + bias
+    for k in range(4):
+        expected = np.array(ref.window_from_linear(raw[k], N, frame, frame))
+        expected[:2] += corners[k]
+        np.testing.assert_allclose(window[k], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_frame_that_is_the_image_is_the_papers_window():
+    head = attention.AttentionWindowHead(3, (12, 12, 1))
+    framed = attention.AttentionWindowHead(3, (12, 12, 1), frame_size=12)
+    hidden = tensor(np.random.default_rng(14).normal(size=(2, 6)))
+    head.build((None, 6))
+    framed.build((None, 6))
+    framed.set_weights(head.get_weights())
+    np.testing.assert_allclose(
+        numpy(framed(hidden, tensor(np.zeros((2, 2), "float32")))),
+        numpy(head(hidden)),
+        rtol=1e-6,
+    )
+
+
+def test_frame_corners_come_exactly_with_a_frame_size():
+    hidden = tensor(np.zeros((1, 4), "float32"))
+    corners = tensor(np.zeros((1, 2), "float32"))
+    with pytest.raises(ValueError, match="exactly when"):
+        attention.AttentionWindowHead(2, (8, 8, 1), frame_size=4)(hidden)
+    with pytest.raises(ValueError, match="exactly when"):
+        attention.AttentionWindowHead(2, (8, 8, 1))(hidden, corners)
+
+
 def _set_random_weights(layer, seed):
     rng = np.random.default_rng(seed)
     for variable in layer.weights:
@@ -294,6 +333,14 @@ def test_no_attention_read_and_write_eqs_17_18():
         (lambda: attention.AttentiveRead(9, (8, 8, 1)), "between 1 and"),
         (lambda: attention.AttentiveWrite(2.5, (8, 8, 1)), "patch_size"),
         (lambda: attention.DenseWrite((8, 8)), "image_shape"),
+        (
+            lambda: attention.AttentiveWrite(2, (8, 8, 1), frame_size=9),
+            "frame_size must be None or an integer between 1 and",
+        ),
+        (
+            lambda: attention.AttentiveRead(2, (8, 8, 1), frame_size=True),
+            "frame_size",
+        ),
         (lambda: attention.FullImageRead((8, -1, 1)), "image_shape"),
     ],
 )
@@ -308,6 +355,7 @@ def test_bad_arguments_raise_value_error(make_layer, message):
         attention.AttentiveRead(2, (8, 6, 1), name="r"),
         attention.AttentiveWrite(5, (8, 6, 3), name="w"),
         attention.AttentionWindowHead(3, (8, 6, 1)),
+        attention.AttentiveWrite(2, (8, 8, 1), frame_size=4, name="f"),
         attention.FullImageRead((8, 6, 1)),
         attention.DenseWrite((8, 6, 1)),
     ],

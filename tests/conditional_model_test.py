@@ -51,10 +51,23 @@ def _reference(model, inputs, noise):
     )
     batch, turns = inputs["classes"].shape
     state = cell.get_initial_state(batch)
+    frames = ()
+    if model.place_frames:
+        # c_0 is the learned canvas; place p's frame is its quadrant, the
+        # (x, y) pixels before it: 0 top-left, 1 top-right, 2 bottom-left.
+        side = model.image_shape[0] // 2
+        table = np.array([[0, 0], [side, 0], [0, side], [side, side]])
+        state = state._replace(
+            canvas=np.broadcast_to(
+                np.asarray(model.initial_canvas), (batch, *model.image_shape)
+            )
+        )
     canvases, means = [], []
     for turn in range(turns):
         if turn and not model.carry_states:
             state = cell.get_initial_state(batch)._replace(canvas=state.canvas)
+        if model.place_frames:
+            frames = (table[inputs["places"][:, turn]].astype("float32"),)
         turn_means = []
         for t in range(model.steps_per_turn):
             outputs, state = cell(
@@ -62,6 +75,7 @@ def _reference(model, inputs, noise):
                     inputs["targets"][:, turn],
                     noise[:, turn, t],
                     embedded[:, turn],
+                    *frames,
                 ),
                 state,
             )
@@ -88,6 +102,59 @@ def test_the_model_is_the_cell_run_turn_by_turn_on_one_canvas(carry_states):
     assert outputs["canvases"].shape == (2, 2, 3, 12, 12, 1)
     assert outputs["read_windows"].shape == (2, 2, 3, 5)
     assert outputs["write_windows"].shape == (2, 2, 3, 5)
+
+
+@pytest.mark.parametrize("carry_states", [True, False])
+def test_with_place_frames_each_turn_attends_in_its_quadrant(carry_states):
+    model = _model(
+        carry_states=carry_states, place_frames=True, read_glimpse_size=3
+    )
+    model.initial_canvas.assign(
+        np.random.default_rng(5).normal(size=(12, 12, 1))
+    )
+    inputs = _inputs()
+    noise = _noise(model, 2, 2)
+    outputs = model(inputs, noise=noise)
+    canvas, mean = _reference(model, inputs, noise)
+    np.testing.assert_allclose(
+        np.asarray(outputs["canvas_logits"]), canvas, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(outputs["posterior_mean"]), mean, rtol=1e-4, atol=1e-5
+    )
+    # A head that outputs g~ = 0 centres every window on its quadrant:
+    # corner + (6 + 1) / 2 along each axis of the 6 x 6 frame.
+    for layer in (model.cell.read_layer, model.cell.write_layer):
+        linear = layer.window_head.linear
+        linear.kernel.assign(np.zeros(linear.kernel.shape))
+        linear.bias.assign(np.zeros(linear.bias.shape))
+    outputs = model(inputs, noise=noise)
+    drawn = model.generate(inputs["classes"], inputs["places"], noise=noise)
+    side = np.array([[0, 0], [6, 0], [0, 6], [6, 6]])
+    centres = side[inputs["places"]][:, :, None, :] + 3.5
+    for windows in (
+        outputs["read_windows"],
+        outputs["write_windows"],
+        drawn["write_windows"],
+    ):
+        np.testing.assert_allclose(
+            np.asarray(windows)[..., :2],
+            np.broadcast_to(centres, (2, 2, 3, 2)),
+            rtol=1e-6,
+        )
+
+
+def test_place_frames_start_from_a_blank_learned_canvas():
+    model = _model(place_frames=True)
+    assert "initial_canvas" in [v.path.split("/")[-1] for v in model.weights]
+    np.testing.assert_allclose(
+        np.asarray(model.initial_canvas), cm.INITIAL_CANVAS_LOGIT
+    )
+    assert 1 / (1 + np.exp(-cm.INITIAL_CANVAS_LOGIT)) < 0.021
+    # No frames, no such variable: DRAW's c_0 = 0.
+    assert model.initial_canvas is not None
+    assert _model().initial_canvas is None
+    assert len(_model().weights) == len(model.weights) - 1
 
 
 def test_the_instruction_changes_what_is_drawn():
@@ -165,7 +232,7 @@ def test_class_conditional_model_has_no_places():
 def test_fit_lowers_the_loss_and_the_config_round_trips():
     import keras
 
-    model = _model()
+    model = _model(place_frames=True)
     inputs = _inputs(batch=8, turns=2)
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     history = model.fit(inputs, batch_size=8, epochs=8, verbose=0).history
@@ -189,6 +256,8 @@ def test_fit_lowers_the_loss_and_the_config_round_trips():
         (dict(num_places=-1), "num_places"),
         (dict(steps_per_turn=0), "steps_per_turn"),
         (dict(condition_size=0), "condition_size"),
+        (dict(place_frames=True, num_places=0), "4 quadrants"),
+        (dict(place_frames=True, read_glimpse_size=None), "attention"),
     ],
 )
 def test_bad_arguments_are_one_line(overrides, message):

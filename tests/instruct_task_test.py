@@ -89,6 +89,11 @@ def _config(workdir, digits_dir, **overrides):
         (dict(instructions="7 top-left"), "drawn with --mode=draw"),
         (dict(precision="bf16"), "--task=instruct trains in fp32"),
         (dict(task="generate"), "it needs --task=instruct"),
+        (
+            dict(dataset="mnist", num_turns=1, place_frames=True),
+            "--place_frames .* needs --dataset=instructed_mnist",
+        ),
+        (dict(place_frames=True, attention=False), "and --noattention"),
     ],
 )
 def test_bad_instruct_flags_fail_in_one_line_naming_the_flag(
@@ -101,6 +106,21 @@ def test_bad_instruct_flags_fail_in_one_line_naming_the_flag(
     with pytest.raises(config_lib.ConfigError, match=expected) as error:
         config_lib.TrainConfig(**values).validate()
     assert "\n" not in str(error.value)
+
+
+def test_place_frames_are_in_the_architecture_only_when_on(tmp_path):
+    values = dict(
+        TINY, workdir=str(tmp_path), dataset="instructed_mnist", num_turns=3
+    )
+    off = config_lib.TrainConfig(**values).validate().architecture()
+    on = config_lib.TrainConfig(**values, place_frames=True).validate()
+    assert "place_frames" not in off  # as the models shipped before it
+    assert on.architecture() == dict(off, place_frames=True)
+    assert on.model_kwargs((60, 60, 1))["place_frames"] is True
+    with pytest.raises(config_lib.ConfigError, match="--place_frames is of"):
+        config_lib.TrainConfig(
+            workdir=str(tmp_path), place_frames=True
+        ).validate()
 
 
 def test_instructed_splits_are_fixed_episodes_binarized_alike_each_turn(

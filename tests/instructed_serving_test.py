@@ -57,9 +57,17 @@ def _workdir(directory, **overrides) -> str:
 
 @pytest.fixture(scope="module")
 def instructed(tmp_path_factory):
-    """(model, SessionPredictor) of a 3-turn model with places, max batch 4."""
+    """(model, SessionPredictor) of a 3-turn model with places, max batch 4.
+
+    With place frames, as the shipped instructed model.
+    """
     base = tmp_path_factory.mktemp("instructed")
-    workdir = _workdir(base / "run", dataset="instructed_mnist", num_turns=3)
+    workdir = _workdir(
+        base / "run",
+        dataset="instructed_mnist",
+        num_turns=3,
+        place_frames=True,
+    )
     path = export_saved_model_lib.export(
         workdir, str(base / "export"), "draw", version=1, max_batch_size=4
     )

@@ -56,6 +56,20 @@ def test_stages_lie_end_to_end_in_epochs():
     assert second.describe().endswith("best 85.00")
 
 
+def test_a_stage_of_another_dataset_keeps_its_hours_off_the_axis():
+    # An instructed model started from a class-conditional one: that
+    # model's -ELBO is of another task, not on this curve.
+    record = dict(_record(), config={"dataset": "instructed_mnist"})
+    record["history"][0]["dataset"] = "mnist"
+    first, second = learning_curves.stages(record)
+    assert first.epochs.size == first.values.size == 0
+    assert first.label == "shipped first (2026-11-01), on mnist"
+    np.testing.assert_allclose(second.epochs, [2.0, 4.0])
+    assert learning_curves.total_wall_hours(record) == 2.0
+    picture, _ = learning_curves.plot(record)
+    assert picture.size == (800, 480)
+
+
 def test_error_rates_are_shown_in_percent():
     record = _record("error_rate", scale=100.0)
     assert learning_curves.metric_of(record) == "error_rate"

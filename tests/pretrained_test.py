@@ -482,6 +482,7 @@ def test_a_restart_of_a_shipped_model_keeps_its_history(tmp_path, monkeypatch):
                 "validation_curve": [{"step": 10, "negative_elbo": 90.0}],
                 "commands": {"train": "python train.py --flagfile=x"},
                 "test": {"negative_elbo": 91.0},
+                "config": {"dataset": "mnist"},
                 "history": [earliest],
             }
         )
@@ -493,10 +494,12 @@ def test_a_restart_of_a_shipped_model_keeps_its_history(tmp_path, monkeypatch):
         json.dumps({"kind": "pretrained", "name": "first", "steps": 10})
     )
     stages = ship_pretrained_lib.earlier_stages(str(workdir))
+    # Each stage names its dataset (an older one is the source's).
     assert stages == [
-        earliest,
+        dict(earliest, dataset="mnist"),
         {
             "source": "shipped first (2026-11-01)",
+            "dataset": "mnist",
             "steps": 10,
             "epochs": 2.0,
             "training_wall_hours": 0.5,

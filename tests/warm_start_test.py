@@ -147,3 +147,107 @@ def test_only_the_recording_worker_writes_init_from_json(
         write_record=False,
     )
     assert not (tmp_path / "run" / "init_from.json").exists()
+
+
+# An instructed model with place frames of conditional_mnist's sizes.
+SHIPPED_CONDITIONAL_SIZES = dict(
+    task="instruct",
+    num_steps=16,
+    encoder_units=256,
+    decoder_units=256,
+    latent_size=100,
+    condition_size=32,
+    read_glimpse_size=5,
+    write_patch_size=5,
+)
+
+
+def _instructed(workdir, **overrides):
+    from draw_tf import models
+
+    config = config_lib.TrainConfig(
+        **{
+            **SHIPPED_CONDITIONAL_SIZES,
+            "workdir": str(workdir),
+            "dataset": "instructed_mnist",
+            "num_turns": 3,
+            "carry_states": False,
+            "place_frames": True,
+            **overrides,
+        }
+    )
+    return config, models.build(config, (60, 60, 1))
+
+
+def _by_path(model):
+    return {v.path.split("/", 1)[1]: np.array(v) for v in model.weights}
+
+
+def test_a_class_conditional_model_starts_an_instructed_one(tmp_path):
+    from draw_tf import pretrained
+
+    config, model = _instructed(tmp_path, init_from="conditional_mnist")
+    before = _by_path(model)
+    origin = warm_start.initialize(model, config, (60, 60, 1))
+    assert origin["kind"] == "pretrained"
+    assert origin["new_variables"] == [
+        "initial_canvas",
+        "place_embedding/embeddings",
+    ]
+    source, after = (
+        _by_path(pretrained.load("conditional_mnist")),
+        _by_path(model),
+    )
+    assert set(after) - set(source) == set(origin["new_variables"])
+    for name, value in source.items():
+        np.testing.assert_array_equal(after[name], value)
+    for name in origin["new_variables"]:
+        np.testing.assert_array_equal(after[name], before[name])
+    saved = json.loads((tmp_path / "init_from.json").read_text())
+    assert saved["new_variables"] == origin["new_variables"]
+
+
+def test_a_conditional_model_of_other_sizes_is_refused(tmp_path):
+    config, model = _instructed(
+        tmp_path, init_from="conditional_mnist", latent_size=50
+    )
+    with pytest.raises(
+        config_lib.ConfigError, match="latent_size=100 shipped, 50 asked"
+    ) as error:
+        warm_start.initialize(model, config, (60, 60, 1))
+    assert "\n" not in str(error.value)
+
+
+def test_a_class_conditional_workdir_starts_an_instructed_one(tmp_path):
+    from draw_tf import models
+    from draw_tf import workdir as workdir_lib
+
+    tiny = dict(SHIPPED_CONDITIONAL_SIZES, encoder_units=6, decoder_units=7)
+    tiny.update(latent_size=3, condition_size=4, num_steps=2)
+    source_config = config_lib.TrainConfig(
+        **tiny, workdir=str(tmp_path / "source"), dataset="mnist", num_turns=1
+    )
+    config_lib.check_workdir_architecture(source_config, (28, 28, 1))
+    source = models.build(source_config, (28, 28, 1))
+    rng = np.random.default_rng(3)
+    for variable in source.weights:
+        variable.assign(rng.normal(size=variable.shape))
+    weights = tmp_path / "source" / workdir_lib.KERAS_BEST_WEIGHTS
+    weights.parent.mkdir()
+    source.save_weights(str(weights))
+    (tmp_path / "source" / workdir_lib.KERAS_BEST_STATE).write_text(
+        json.dumps({"negative_elbo": 90.0, "step": 7})
+    )
+    config, model = _instructed(
+        tmp_path / "run", init_from=str(tmp_path / "source"), **tiny
+    )
+    (tmp_path / "run").mkdir()
+    origin = warm_start.initialize(model, config, (60, 60, 1))
+    assert origin["kind"] == "workdir" and origin["steps"] == 7
+    assert origin["new_variables"] == [
+        "initial_canvas",
+        "place_embedding/embeddings",
+    ]
+    after = _by_path(model)
+    for name, value in _by_path(source).items():
+        np.testing.assert_array_equal(after[name], value)
