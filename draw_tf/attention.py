@@ -41,6 +41,8 @@ _MINIMUM_VARIANCE = 1e-12
 # Filter logits are floored here so that a centre far off the image (whose
 # squared distance overflows to inf) still gives finite, normalised rows.
 _MINIMUM_FILTER_LOGIT = -1e30
+# Below any filter logit: a pixel outside a frame gets no weight.
+_OUTSIDE_FRAME_LOGIT = 2 * _MINIMUM_FILTER_LOGIT
 
 
 def validate_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -131,6 +133,8 @@ def axis_filterbank(
     variance: Tensor,
     num_filters: int,
     size: int,
+    frame_start: Tensor | None = None,
+    frame_size: int | None = None,
 ) -> Tensor:
     """Gaussian filters along one image axis (eqs. 19-20 and 25-26).
 
@@ -152,6 +156,11 @@ def axis_filterbank(
       variance: filter variance sigma^2, same shape as `stride`.
       num_filters: N, filters along this axis.
       size: pixels along this axis (A for columns, B for rows).
+      frame_start: optional, shaped as `center`: the filters cover only
+        the frame_size pixels after this one (pixels frame_start + 1 ..
+        frame_start + frame_size, 1-based), zero elsewhere, each row
+        normalised over the frame: the axis of an image of that size.
+      frame_size: the frame's pixels, with `frame_start`.
 
     Returns:
       [batch, num_filters, size] (in general [*center.shape, num_filters,
@@ -172,11 +181,22 @@ def axis_filterbank(
     logits = ops.maximum(
         -squared_distance / (2.0 * variance), _MINIMUM_FILTER_LOGIT
     )
+    if frame_start is not None:
+        start = ops.cast(frame_start, dtype)[..., None]  # [..., 1]
+        inside = ops.logical_and(
+            pixels > start, pixels <= start + frame_size
+        )  # [..., size]
+        logits = ops.where(inside[..., None, :], logits, _OUTSIDE_FRAME_LOGIT)
     return ops.softmax(logits, axis=-1)
 
 
 def filterbanks(
-    window: Tensor, num_filters: int, height: int, width: int
+    window: Tensor,
+    num_filters: int,
+    height: int,
+    width: int,
+    frame_corners: Tensor | None = None,
+    frame_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The horizontal and vertical filterbanks of an attention window.
 
@@ -185,23 +205,38 @@ def filterbanks(
       num_filters: N.
       height: B, image rows.
       width: A, image columns.
+      frame_corners: optional [batch, 2] (x, y): the filters cover only
+        the frame_size x frame_size pixels after this corner, normalised
+        over them (`axis_filterbank`'s frame).
+      frame_size: the frame's side, with `frame_corners`.
 
     Returns:
       (filterbank_x [batch, N, width], filterbank_y [batch, N, height]):
       F_X built from g_X (eq. 25) and F_Y from g_Y (eq. 26).
     """
+    if (frame_corners is None) != (frame_size is None):
+        raise ValueError("frame_corners and frame_size go together.")
     if height == width:
         # One set of ops for both axes: centres [batch, 2] = (g_X, g_Y).
         banks = axis_filterbank(
-            window[:, 0:2], window[:, 3:4], window[:, 2:3], num_filters, width
+            window[:, 0:2],
+            window[:, 3:4],
+            window[:, 2:3],
+            num_filters,
+            width,
+            frame_corners,
+            frame_size,
         )  # [batch, 2, N, size]
         return banks[:, 0], banks[:, 1]
     center_x, center_y, variance, stride = (window[:, i] for i in range(4))
+    start_x = start_y = None
+    if frame_corners is not None:
+        start_x, start_y = frame_corners[:, 0], frame_corners[:, 1]
     filterbank_x = axis_filterbank(
-        center_x, stride, variance, num_filters, width
+        center_x, stride, variance, num_filters, width, start_x, frame_size
     )
     filterbank_y = axis_filterbank(
-        center_y, stride, variance, num_filters, height
+        center_y, stride, variance, num_filters, height, start_y, frame_size
     )
     return filterbank_x, filterbank_y
 
@@ -290,8 +325,9 @@ def window_from_head_outputs(
     per example): g = corner + (S + 1) / 2 * (g~ + 1), delta = (S - 1) /
     (N - 1) * delta~. The same head outputs then place the same window
     relative to each frame (the instructed quadrant of
-    `ConditionalDrawModel` with `place_frames`); the filterbanks still
-    span the whole image.
+    `ConditionalDrawModel` with `place_frames`), whose read and write
+    filters then cover the frame alone (`filterbanks`): within its frame
+    a window is the paper's on an image of the frame's size.
 
     Args:
       head_outputs: [batch, 5] (g~_X, g~_Y, log sigma^2, log delta~,
@@ -332,6 +368,8 @@ def read_glimpses(
     error_images: Tensor,
     window: Tensor,
     glimpse_size: int,
+    frame_corners: Tensor | None = None,
+    frame_size: int | None = None,
 ) -> Tensor:
     """Eq. 27: gamma * [F_Y x F_X^T, F_Y x_hat F_X^T], flattened.
 
@@ -340,6 +378,9 @@ def read_glimpses(
       error_images: [batch, height, width, channels], x_hat.
       window: [batch, 5] read window.
       glimpse_size: N.
+      frame_corners: optional [batch, 2]: the filters see the frame at
+        this corner alone (`filterbanks`).
+      frame_size: the frame's side, with `frame_corners`.
 
     Returns:
       [batch, 2 * N * N * channels]: per glimpse position (j, i), the
@@ -347,7 +388,7 @@ def read_glimpses(
     """
     _, height, width, channels = images.shape
     filterbank_x, filterbank_y = filterbanks(
-        window, glimpse_size, height, width
+        window, glimpse_size, height, width, frame_corners, frame_size
     )
     both = ops.concatenate([images, error_images], axis=-1)  # [b, H, W, 2C]
     glimpses = apply_read_filters(both, filterbank_x, filterbank_y)
@@ -363,6 +404,8 @@ def write_patch(
     window: Tensor,
     patch_size: int,
     image_shape: Sequence[int],
+    frame_corners: Tensor | None = None,
+    frame_size: int | None = None,
 ) -> Tensor:
     """Eq. 29: 1 / gamma^ * F^_Y^T w F^_X.
 
@@ -371,12 +414,17 @@ def write_patch(
       window: [batch, 5] write window.
       patch_size: N.
       image_shape: (height, width, channels).
+      frame_corners: optional [batch, 2]: the update falls in the frame
+        at this corner alone, zero elsewhere (`filterbanks`).
+      frame_size: the frame's side, with `frame_corners`.
 
     Returns:
       [batch, height, width, channels] canvas update.
     """
     height, width, channels = image_shape
-    filterbank_x, filterbank_y = filterbanks(window, patch_size, height, width)
+    filterbank_x, filterbank_y = filterbanks(
+        window, patch_size, height, width, frame_corners, frame_size
+    )
     patch = ops.reshape(patch, (-1, patch_size, patch_size, channels))
     intensity = ops.reshape(window[:, 4:5], (-1, 1, 1, 1))  # gamma^
     # 1 / gamma^ scales the N x N patch rather than the H x W update (the
@@ -532,7 +580,12 @@ class AttentiveRead(keras.layers.Layer):
     def call(self, images, error_images, decoder_hidden, frame_corners=None):
         window = self.window_head(decoder_hidden, frame_corners)
         glimpses = read_glimpses(
-            images, error_images, window, self.glimpse_size
+            images,
+            error_images,
+            window,
+            self.glimpse_size,
+            frame_corners,
+            self.frame_size,
         )
         return glimpses, window
 
@@ -605,6 +658,8 @@ class AttentiveWrite(keras.layers.Layer):
             window,
             self.patch_size,
             self.image_shape,
+            frame_corners,
+            self.frame_size,
         )
         return update, window
 

@@ -193,6 +193,61 @@ def test_a_framed_window_is_eqs_22_to_24_on_the_frame(N):
         np.testing.assert_allclose(window[k], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("N", [1, 3])
+def test_framed_filters_are_the_frames_own_zero_outside(N):
+    # Within its frame a window is the paper's on an image of the frame's
+    # size: the filters over the frame's pixels, nothing elsewhere.
+    rng = np.random.default_rng(15)
+    size, frame = 20, 8
+    starts = np.array([0.0, 5.0, 12.0])
+    centers = starts + rng.uniform(-3, frame + 3, size=3)
+    stride = rng.uniform(0.5, 3, size=3)
+    variance = rng.uniform(0.3, 4, size=3)
+    framed = numpy(
+        attention.axis_filterbank(
+            tensor(centers),
+            tensor(stride),
+            tensor(variance),
+            N,
+            size,
+            tensor(starts),
+            frame,
+        )
+    )
+    own = numpy(
+        attention.axis_filterbank(
+            tensor(centers - starts), tensor(stride), tensor(variance), N, frame
+        )
+    )
+    for k, start in enumerate(starts.astype(int)):
+        np.testing.assert_allclose(
+            framed[k, :, start : start + frame], own[k], rtol=1e-5, atol=1e-7
+        )
+        outside = np.delete(framed[k], np.s_[start : start + frame], axis=1)
+        assert np.all(outside == 0.0)
+
+
+def test_a_framed_write_stays_in_its_frame_and_a_read_sees_it_alone():
+    write = attention.AttentiveWrite(3, (12, 12, 1), frame_size=6)
+    read = attention.AttentiveRead(3, (12, 12, 1), frame_size=6)
+    hidden = tensor(np.random.default_rng(16).normal(size=(2, 5)))
+    write.build((None, 5))
+    read.build(decoder_hidden_shape=(None, 5))
+    _set_random_weights(write, 17)
+    corners = tensor(np.array([[6, 0], [0, 6]], "float32"))  # x, y
+    update, _ = write(hidden, corners)
+    update = numpy(update)[..., 0]
+    assert np.abs(update[0, :6, 6:]).min() > 0  # quadrant 1, top right
+    update[0, :6, 6:] = 0.0
+    update[1, 6:, :6] = 0.0  # quadrant 2, bottom left
+    assert np.all(update == 0.0)
+    images = np.random.default_rng(18).uniform(size=(2, 12, 12, 1))
+    glimpses, _ = read(tensor(images), tensor(images), hidden, corners)
+    images[0, :6, :6] = images[1, :6, 6:] = 7.0  # outside the frames
+    moved, _ = read(tensor(images), tensor(images), hidden, corners)
+    np.testing.assert_allclose(numpy(moved), numpy(glimpses), rtol=1e-6)
+
+
 def test_a_frame_that_is_the_image_is_the_papers_window():
     head = attention.AttentionWindowHead(3, (12, 12, 1))
     framed = attention.AttentionWindowHead(3, (12, 12, 1), frame_size=12)

@@ -144,6 +144,26 @@ def test_with_place_frames_each_turn_attends_in_its_quadrant(carry_states):
         )
 
 
+def test_with_place_frames_a_turn_draws_in_its_quadrant_alone():
+    # What a turn draws stays in its quadrant: the rest of the canvas is
+    # still c_0 (or what the earlier turns drew there).
+    model = _model(place_frames=True)
+    inputs = _inputs(turns=3)
+    drawn = model.generate(inputs["classes"], inputs["places"], seed=[3, 4])
+    blank = 1 / (1 + np.exp(-np.asarray(model.initial_canvas)[..., 0]))
+    images = np.asarray(drawn["images"])[..., 0]
+    for episode in range(2):
+        previous = blank
+        for turn in range(3):
+            place = inputs["places"][episode, turn]
+            top, left = 6 * (place // 2), 6 * (place % 2)
+            changed = np.abs(images[episode, turn] - previous) > 1e-6
+            assert changed[top : top + 6, left : left + 6].any()
+            changed[top : top + 6, left : left + 6] = False
+            assert not changed.any()
+            previous = images[episode, turn]
+
+
 def test_place_frames_start_from_a_blank_learned_canvas():
     model = _model(place_frames=True)
     assert "initial_canvas" in [v.path.split("/")[-1] for v in model.weights]
