@@ -149,7 +149,7 @@ def initialize(
         record = pretrained.record(source)
         new_variables = None
         if _transfers(config, image_shape, record["architecture"], record):
-            new_variables = _transfer(
+            new_variables = copy_shared_variables(
                 model,
                 pretrained.load(source),
                 f"--init_from={source}",
@@ -199,7 +199,7 @@ def _load_workdir(model, config, image_shape, directory: str) -> dict:
             source_config, source_shape, directory, flag="init_from"
         )
         path, step = loaded.path, loaded.step
-        new_variables = _transfer(
+        new_variables = copy_shared_variables(
             model, loaded.model, f"--init_from={directory}"
         )
     else:
@@ -258,7 +258,9 @@ def _transfers(config, image_shape, architecture: dict, saved: dict) -> bool:
     return bool(differing) and differing <= set(TRANSFERABLE_FIELDS)
 
 
-def _transfer(model: keras.Model, source: keras.Model, what: str) -> list:
+def copy_shared_variables(
+    model: keras.Model, source: keras.Model, what: str
+) -> list:
     """Copies every variable of `source` into the same one of `model`.
 
     Variables are matched by their path below the model (e.g.

@@ -25,6 +25,7 @@ BINARIES = {
     "bench": [
         "cluttered_errors.py",
         "compare_checkouts.py",
+        "instructed_start.py",
         "keras_throughput.py",
         "peer_training.py",
         "run_benchmarks.py",
