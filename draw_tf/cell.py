@@ -97,7 +97,7 @@ class DrawCell(keras.layers.Layer):
             bfloat16 matmuls and gates) and hand float32 back; attention,
             write, canvas and loss stay float32. Not part of the variables:
             weights trained in one precision load in the other.
-          frame_size: with attention, place the windows in a square frame
+          frame_size: with both attentions, place the windows in a square frame
             of this side whose corner is given at each step (the
             instructed quadrant of `ConditionalDrawCell`); None (DRAW's):
             on the whole image.
@@ -127,12 +127,14 @@ class DrawCell(keras.layers.Layer):
         self.frame_size = attention.validate_frame_size(
             frame_size, self.image_shape
         )
-        if frame_size is not None and read_glimpse_size is None:
-            if write_patch_size is None:
-                raise ValueError(
-                    "frame_size places attention windows; this cell has no "
-                    "attention (read_glimpse_size and write_patch_size None)."
-                )
+        if frame_size is not None and None in (
+            read_glimpse_size,
+            write_patch_size,
+        ):
+            raise ValueError(
+                "frame_size places the read and write windows: it needs both "
+                "attentions (read_glimpse_size and write_patch_size)."
+            )
         matmul_policy = _MATMUL_POLICIES[precision]
         if read_glimpse_size is None:
             self.read_layer = attention.FullImageRead(

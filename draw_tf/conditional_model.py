@@ -40,8 +40,8 @@ from draw_tf.backend import Tensor
 from draw_tf.conditional_cell import ConditionalDrawCell
 from draw_tf.model import standard_normal_noise
 
-# c_0 of a model with place_frames at the start of training: logit 0.02,
-# a blank canvas.
+# c_0 of a model with place_frames at the start of training: sigmoid
+# 0.02, a blank canvas.
 INITIAL_CANVAS_LOGIT = -3.9
 
 

@@ -95,7 +95,7 @@ def stages(record: dict) -> list[Stage]:
     ]
     result, offset = [], 0.0
     for run in runs:
-        if run.get("dataset", dataset) != dataset:
+        if dataset and run.get("dataset") not in (None, "", dataset):
             result.append(
                 Stage(
                     label=f"{run.get('source', '?')}, on {run['dataset']}",

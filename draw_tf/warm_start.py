@@ -225,6 +225,9 @@ TRANSFERABLE_FIELDS = (
     "carry_states",
     "place_frames",
 )
+# The datasets whose class-conditional models start an instructed one: its
+# episodes are made of their digits.
+DIGITS_OF = {"instructed_mnist": "mnist"}
 
 
 def _transfers(config, image_shape, architecture: dict, saved: dict) -> bool:
@@ -238,8 +241,9 @@ def _transfers(config, image_shape, architecture: dict, saved: dict) -> bool:
 
     Returns:
       True if both are --task=instruct models that differ, and only in
-      TRANSFERABLE_FIELDS; False for the same architecture, or for any
-      other difference (the strict load then names it).
+      TRANSFERABLE_FIELDS (a dataset only from the one whose digits the
+      run's episodes hold, `DIGITS_OF`); False for the same architecture,
+      or for any other difference (the strict load then names it).
     """
     if config.task != "instruct" or architecture.get("task") != "instruct":
         return False
@@ -255,6 +259,10 @@ def _transfers(config, image_shape, architecture: dict, saved: dict) -> bool:
         for key in set(ours) | set(theirs)
         if ours.get(key, False) != theirs.get(key, False)
     }
+    if "dataset" in differing and DIGITS_OF.get(ours["dataset"]) != (
+        theirs.get("dataset")
+    ):
+        return False
     return bool(differing) and differing <= set(TRANSFERABLE_FIELDS)
 
 
@@ -278,7 +286,8 @@ def copy_shared_variables(
         return variable.path.split("/", 1)[-1]
 
     targets = {below_model(variable): variable for variable in model.weights}
-    for variable in source.weights:
+    pairs = []
+    for variable in source.weights:  # all checked before any is copied
         name = below_model(variable)
         target = targets.pop(name, None)
         if target is None or tuple(target.shape) != tuple(variable.shape):
@@ -288,5 +297,7 @@ def copy_shared_variables(
                 f"match in this model (found {found}); expected a "
                 "conditional model of the same sizes."
             )
+        pairs.append((target, variable))
+    for target, variable in pairs:
         target.assign(variable)
     return sorted(targets)

@@ -440,10 +440,11 @@ def earlier_stages(workdir: str) -> list[dict]:
         except (OSError, KeyError, ValueError):
             return []
         # Stages shipped before they named their dataset were the source's.
-        dataset = source.get("config", {}).get("dataset", "")
-        return [
-            {"dataset": dataset, **stage} for stage in source.get("history", [])
-        ] + [_stage_of_record(source)]
+        dataset = source.get("config", {}).get("dataset")
+        named = {"dataset": dataset} if dataset else {}
+        return [{**named, **stage} for stage in source.get("history", [])] + [
+            _stage_of_record(source)
+        ]
     source_workdir = origin.get("workdir", "")
     if not source_workdir or not os.path.isdir(source_workdir):
         return []
@@ -456,7 +457,7 @@ def _stage_of_record(record: dict) -> dict:
     """One history stage: a shipped model's training, from its record."""
     return {
         "source": f"shipped {record['name']} ({record.get('shipped', '')})",
-        "dataset": record.get("config", {}).get("dataset", ""),
+        "dataset": record.get("config", {}).get("dataset"),
         "steps": record["steps"],
         "epochs": record["epochs"],
         "training_wall_hours": record["training_wall_hours"],

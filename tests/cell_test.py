@@ -216,6 +216,8 @@ def test_generate_step_runs_the_decoder_alone():
         (dict(latent_size=1.5), "latent_size"),
         (dict(read_glimpse_size=40), "glimpse_size"),
         (dict(write_patch_size=0), "patch_size"),
+        (dict(frame_size=29), "frame_size must be None or an integer"),
+        (dict(frame_size=14, write_patch_size=None), "needs both attentions"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, message):

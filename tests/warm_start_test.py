@@ -218,14 +218,17 @@ def test_a_conditional_model_of_other_sizes_is_refused(tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_a_class_conditional_workdir_starts_an_instructed_one(tmp_path):
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_a_class_conditional_workdir_starts_an_instructed_one(
+    tmp_path, dataset
+):
     from draw_tf import models
     from draw_tf import workdir as workdir_lib
 
     tiny = dict(SHIPPED_CONDITIONAL_SIZES, encoder_units=6, decoder_units=7)
     tiny.update(latent_size=3, condition_size=4, num_steps=2)
     source_config = config_lib.TrainConfig(
-        **tiny, workdir=str(tmp_path / "source"), dataset="mnist", num_turns=1
+        **tiny, workdir=str(tmp_path / "source"), dataset=dataset, num_turns=1
     )
     config_lib.check_workdir_architecture(source_config, (28, 28, 1))
     source = models.build(source_config, (28, 28, 1))
@@ -242,6 +245,12 @@ def test_a_class_conditional_workdir_starts_an_instructed_one(tmp_path):
         tmp_path / "run", init_from=str(tmp_path / "source"), **tiny
     )
     (tmp_path / "run").mkdir()
+    if dataset != "mnist":  # not the digits of instructed_mnist's episodes
+        with pytest.raises(
+            config_lib.ConfigError, match="dataset='fashion_mnist' there"
+        ):
+            warm_start.initialize(model, config, (60, 60, 1))
+        return
     origin = warm_start.initialize(model, config, (60, 60, 1))
     assert origin["kind"] == "workdir" and origin["steps"] == 7
     assert origin["new_variables"] == [
