@@ -15,9 +15,10 @@ over from turn to turn (the LSTM states too, with `carry_states`):
 
 in nats per episode (`losses` terms per turn: `episode_terms`). With K = 1
 and no places it is class-conditional DRAW ("draw a 7"). With
-`place_frames` each turn's read and write windows are placed in its
-instructed quadrant (eqs. 22-24 on a frame of half the canvas, at the
-quadrant's corner) and the canvas starts from a learned c_0. Generation
+`place_frames` each turn reads and writes its instructed quadrant alone
+(eqs. 22-24 on a frame of half the canvas, at the quadrant's corner) and
+draws there from c_0 = 0, on a canvas that starts from a learned blank.
+Generation
 runs the decoder alone, z ~ N(0, I), the instructions given:
 
     model = ConditionalDrawModel((60, 60, 1), num_turns=3, num_places=4)
@@ -41,8 +42,8 @@ from draw_tf.conditional_cell import ConditionalDrawCell
 from draw_tf.model import standard_normal_noise
 
 # c_0 of a model with place_frames at the start of training: sigmoid
-# 0.02, a blank canvas.
-INITIAL_CANVAS_LOGIT = -3.9
+# 1.2e-4, a blank canvas (binarized MNIST's background is 0).
+INITIAL_CANVAS_LOGIT = -9.0
 
 
 @keras.saving.register_keras_serializable(package="draw_tf")
@@ -102,13 +103,13 @@ class ConditionalDrawModel(keras.Model):
           carry_states: carry the LSTM states from turn to turn (the
             canvas always carries over); False starts each turn's LSTMs
             from zero.
-          place_frames: place each turn's read and write windows in its
-            instructed quadrant (a frame of half the canvas' side, eqs.
-            22-24 applied to it), and start from a learned canvas c_0
-            (`initial_canvas`, initialised to INITIAL_CANVAS_LOGIT, the
-            blank canvas) instead of DRAW's c_0 = 0, so that no turn
-            spends its steps clearing the quadrants it is not told to
-            draw in. Needs the 4 places and attention.
+          place_frames: each turn reads and writes its instructed
+            quadrant alone (a frame of half the canvas' side: eqs. 22-24
+            applied to it, the filters covering it alone) and draws there
+            from DRAW's c_0 = 0; the canvas starts from a learned blank
+            (`initial_canvas`, initialised to INITIAL_CANVAS_LOGIT), which
+            the quadrants no turn draws in keep. Needs the 4 places and
+            attention.
           seed: seed of the fallback noise generator.
           **kwargs: base Model arguments.
 
@@ -266,6 +267,8 @@ class ConditionalDrawModel(keras.Model):
                 state = self.cell.get_initial_state(batch)._replace(
                     canvas=state.canvas
                 )
+            if corners is not None:
+                state = self._clear_frame(state, corners[:, turn])
             images = targets[:, turn]
             given = (conditions[:, turn],) + (
                 () if corners is None else (corners[:, turn],)
@@ -326,6 +329,8 @@ class ConditionalDrawModel(keras.Model):
                 state = self.cell.get_initial_state(batch)._replace(
                     canvas=state.canvas
                 )
+            if corners is not None:
+                state = self._clear_frame(state, corners[:, turn])
             given = (conditions[:, turn],) + (
                 () if corners is None else (corners[:, turn],)
             )
@@ -373,6 +378,30 @@ class ConditionalDrawModel(keras.Model):
             terms["latent_loss"], sample_weight=sample_weight
         )
         return losses.weighted_mean(terms["negative_elbo"], sample_weight)
+
+    def _clear_frame(self, state, corners) -> cell_lib.DrawState:
+        """The turn's quadrant set to DRAW's c_0 = 0, the rest kept.
+
+        The state's canvas is [batch, H, W, C]; corners [batch, 2] (x, y).
+        Before its turn a quadrant holds the blank `initial_canvas` (no
+        other turn writes there), so each turn draws its digit from zero,
+        as the class-conditional model does.
+        """
+        height, width, _ = self.image_shape
+        side = height // 2
+
+        def inside(start, size):  # [batch, size]: 0-based pixels in frame
+            pixels = ops.arange(size, dtype="float32")
+            start = start[:, None]
+            return ops.logical_and(pixels >= start, pixels < start + side)
+
+        frame = ops.logical_and(
+            inside(corners[:, 1], height)[:, :, None],
+            inside(corners[:, 0], width)[:, None, :],
+        )[..., None]
+        return state._replace(
+            canvas=ops.where(frame, ops.zeros_like(state.canvas), state.canvas)
+        )
 
     def _corners(self, places):
         """Each turn's frame corners [batch, turns, 2], or None."""
