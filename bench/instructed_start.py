@@ -5,7 +5,7 @@ r"""How an instructed model started from the class-conditional one fares.
 
 The choices of `configs/instructed_mnist.flags`, measured side by side:
 for each variant (the LSTM states carried from turn to turn or not; the
-learned initial canvas c_0 starting blank, logit -3.9, or at DRAW's 0) an
+learned blank canvas starting at logit -9, or at DRAW's 0, grey) an
 instructed model with place frames (60 x 60, 3 turns, conditional_mnist's
 sizes) takes every variable of the shipped `conditional_mnist`
 (`draw_tf.warm_start`), then trains --steps steps of Adam (--learning_rate,
@@ -49,7 +49,7 @@ _EPISODES = flags.DEFINE_integer(
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-4, "Adam's rate.")
 _VARIANTS = flags.DEFINE_list(
     "variants",
-    "nocarry:-3.9,nocarry:0,carry:-3.9",
+    "nocarry:-9,carry:-9,nocarry:0",
     "Variants, each carry or nocarry : initial canvas logit.",
 )
 VALIDATION_SIZE = 10_000

@@ -223,7 +223,10 @@ def judge_episodes(
       digit is read, after turn k, as its class; preservation [turns]: the
       fraction of episodes in which every digit of turns < k is still read
       as its class after turn k (1.0 at the first turn, nothing to
-      preserve; a digit misdrawn at its own turn counts as not preserved).
+      preserve; a digit misdrawn at its own turn counts as not preserved);
+      kept [turns]: what later turns spoil alone, the same fraction among
+      the episodes whose digits of turns < k were each read as its class
+      after its own turn (1.0 where there are none).
     """
     images = np.asarray(images, np.float32)
     classes = np.asarray(classes)
@@ -247,14 +250,27 @@ def judge_episodes(
             for k in range(turns)
         ]
     )
-    return {"instruction_accuracy": accuracy, "preservation": preservation}
+    drawn_right = np.stack(
+        [read[:, j, j] == classes[:, j] for j in range(turns)], axis=1
+    )  # [n, turns]: turn j's digit read right after turn j
+    kept = np.ones(turns)
+    for k in range(1, turns):
+        earlier_right = np.all(drawn_right[:, :k], axis=1)
+        still = np.all(read[:, k, :k] == classes[:, :k], axis=1)
+        if earlier_right.any():
+            kept[k] = np.mean(still[earlier_right])
+    return {
+        "instruction_accuracy": accuracy,
+        "preservation": preservation,
+        "kept": kept,
+    }
 
 
 def instruction_scores(judge, images, classes, places) -> dict:
     """`judge_episodes` as lists, for JSON: what eval/test.json records.
 
     Returns:
-      {"instruction_accuracy": [per turn], "preservation": [per turn]}.
+      {"instruction_accuracy", "preservation", "kept": [per turn]}.
     """
     scores = judge_episodes(judge, images, classes, places)
     return {key: value.tolist() for key, value in scores.items()}

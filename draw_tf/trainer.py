@@ -50,7 +50,7 @@ from draw_tf.errors import TrainingDivergedError
 # model (the whole test split is read at the end).
 VALIDATION_JUDGED = 1000
 # The judge's scores, lists per turn, in validation.jsonl and test.json.
-_JUDGE_SCORES = ("instruction_accuracy", "preservation")
+_JUDGE_SCORES = ("instruction_accuracy", "preservation", "kept")
 
 # make_engine(config, splits, learning_rate_schedule) -> Engine
 MakeEngine = Callable[

@@ -100,6 +100,31 @@ def test_preservation_counts_episodes_that_keep_every_earlier_digit():
     # Per episode, every earlier digit: 1 of 2 episodes keeps both (per
     # digit it would be 3 of 4).
     np.testing.assert_array_equal(scores["preservation"], [1.0, 1.0, 0.5])
+    np.testing.assert_array_equal(scores["kept"], [1.0, 1.0, 0.5])
+
+
+def test_kept_leaves_out_digits_misdrawn_at_their_own_turn():
+    # Three episodes; a quadrant holds c / 10 when class c is drawn there.
+    classes = np.array([[1, 2, 3]] * 3)
+    places = np.array([[0, 1, 2]] * 3)
+    images = np.zeros((3, 3, 60, 60, 1), np.float32)
+    for turn in range(3):
+        for earlier in range(turn + 1):
+            top, left = instructed_mnist.quadrant_corner(earlier)
+            images[:, turn, top : top + 30, left : left + 30] = (
+                classes[0, earlier] / 10
+            )
+    # Episode 0 misdraws its first digit from the start (read as a 0):
+    # not preserved, but no later turn spoiled it. Episode 1 loses its
+    # second digit at turn 3.
+    images[0, :, :30, :30] = 0.0
+    images[1, 2, :30, 30:] = 0.0
+    scores = judge.judge_episodes(_class_of_brightness, images, classes, places)
+    np.testing.assert_allclose(scores["instruction_accuracy"], [2 / 3, 1, 1])
+    np.testing.assert_allclose(scores["preservation"], [1, 2 / 3, 1 / 3])
+    # Of the episodes whose earlier digits were drawn right: turn 2, both
+    # of 2 keep them; turn 3, 1 of 2.
+    np.testing.assert_allclose(scores["kept"], [1, 1, 1 / 2])
 
 
 def test_the_shipped_judge_reads_its_recorded_test_crops():
