@@ -256,6 +256,15 @@ flags.DEFINE_string(
     "and the step start afresh; the source is recorded in "
     "<workdir>/init_from.json. Ignored when the workdir has a checkpoint.",
 )
+flags.DEFINE_string(
+    "train_only",
+    _DEFAULTS.train_only,
+    "With Keras fit(): train only the variables whose path below the model "
+    "starts with one of these comma-separated prefixes (e.g. "
+    '"place_embedding,initial_canvas", what --init_from of a '
+    "class-conditional model leaves new); the others keep their values. "
+    "Empty: train every variable.",
+)
 flags.DEFINE_integer(
     "num_turns",
     _DEFAULTS.num_turns,

@@ -130,6 +130,7 @@ class TrainConfig:
     num_pictures: int = 16
     pretrained: str = ""
     init_from: str = ""
+    train_only: str = ""
     engine: str = ""
     num_turns: int = 3
     condition_size: int = 32

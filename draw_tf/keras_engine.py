@@ -213,6 +213,8 @@ class KerasEngine(Engine):
         self.replicas = distribute()
         backend.set_random_seed(config.seed)
         self.model = models.build(config, splits.image_shape)
+        if config.train_only:
+            freeze_all_but(self.model, config.train_only)
         self.model.compile(
             optimizer=keras.optimizers.Adam(
                 learning_rate_schedule,
@@ -263,12 +265,16 @@ class KerasEngine(Engine):
             ) from None
         self.model.set_weights(restored.get_weights())
         self.model.optimizer.build(self.model.trainable_variables)
+        if self.config.train_only:
+            # The loaded model trains every variable, so its optimizer is
+            # not the one saved: read the saved one's variables directly.
+            saved = _saved_optimizer_values(path)
+        else:
+            saved = [theirs.value for theirs in restored.optimizer.variables]
         for ours, theirs in zip(
-            self.model.optimizer.variables,
-            restored.optimizer.variables,
-            strict=True,
+            self.model.optimizer.variables, saved, strict=True
         ):
-            ours.assign(theirs.value)
+            ours.assign(theirs)
         return Restored(
             path=path,
             step=int(state["step"]),
@@ -457,3 +463,49 @@ def _write_json(path: str, value: dict) -> None:
     with open(temporary, "w") as file:
         json.dump(value, file, indent=2, sort_keys=True)
     os.replace(temporary, path)
+
+
+def _saved_optimizer_values(path: str) -> list[np.ndarray]:
+    """The optimizer variables a `.keras` checkpoint holds, in order."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        weights = io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(weights, "r") as file:
+        group = file["optimizer"]["vars"]
+        return [np.asarray(group[str(index)]) for index in range(len(group))]
+
+
+def freeze_all_but(model: keras.Model, train_only: str) -> list[str]:
+    """Makes every variable not named by --train_only non-trainable.
+
+    Args:
+      model: the built model.
+      train_only: comma-separated prefixes of variable paths below the
+        model (e.g. "place_embedding,initial_canvas").
+
+    Returns:
+      The paths below the model of the variables left trainable.
+
+    Raises:
+      ConfigError: if a prefix names no variable (one line, listing them).
+    """
+    prefixes = [prefix.strip() for prefix in train_only.split(",")]
+    paths = {
+        variable.path.split("/", 1)[-1]: variable for variable in model.weights
+    }
+    for prefix in prefixes:
+        if not prefix or not any(path.startswith(prefix) for path in paths):
+            raise ConfigError(
+                f"--train_only={train_only}: {prefix!r} names no variable of "
+                f"this model; expected prefixes of {', '.join(sorted(paths))}."
+            )
+    trained = []
+    for path, variable in paths.items():
+        variable.trainable = any(path.startswith(prefix) for prefix in prefixes)
+        if variable.trainable:
+            trained.append(path)
+    return sorted(trained)

@@ -55,6 +55,12 @@ class DistributedEngine(Engine):
                 "the tf.distribute engine trains the unconditional model and "
                 "the classifier."
             )
+        if config.train_only:
+            raise ConfigError(
+                f"--train_only={config.train_only} is applied by Keras fit() "
+                "(--engine=keras); the tf.distribute engine trains every "
+                "variable."
+            )
         strategy = strategy or distribution.make_strategy()
         self.config = config
         self.strategy = strategy
