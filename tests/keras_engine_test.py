@@ -201,3 +201,41 @@ def test_pretrained_of_another_architecture_is_one_line(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="another model") as error:
         trainer.load_pretrained("mnist_attention")  # 28 x 28, not 8 x 8
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_train_only_trains_the_variables_named_and_resumes_exactly(tmp_path):
+    def run(name, **overrides):
+        trainer = _trainer(
+            tmp_path / name, train_only="draw_cell/write", **overrides
+        )
+        initial = {v.path: np.array(v) for v in trainer.model.weights}
+        trainer.train()
+        return trainer, initial
+
+    straight, initial = run("straight")
+    for variable in straight.model.weights:
+        moved = not np.array_equal(np.array(variable), initial[variable.path])
+        assert moved == ("/draw_cell/write/" in variable.path), variable.path
+    # Stopped after 2 steps, then a new process goes on to 4.
+    run("resumed", train_steps=2)
+    second, _ = run("resumed")
+    assert second.step == 4
+    for got, want in zip(
+        second.model.get_weights(), straight.model.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(
+        second.model.optimizer.variables,
+        straight.model.optimizer.variables,
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            np.asarray(got.value), np.asarray(want.value), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_train_only_names_variables_of_the_model(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="names no variable") as e:
+        _trainer(tmp_path, train_only="draw_cell/write,no_such_layer")
+    assert "\n" not in str(e.value)

@@ -260,3 +260,9 @@ def test_a_class_conditional_workdir_starts_an_instructed_one(
     after = _by_path(model)
     for name, value in _by_path(source).items():
         np.testing.assert_array_equal(after[name], value)
+
+
+def test_train_only_is_refused_by_the_tf_distribute_engine(tmp_path):
+    config = tiny_config(tmp_path, train_only="draw_cell/write")
+    with pytest.raises(config_lib.ConfigError, match="Keras fit"):
+        _experiment(config)
