@@ -165,6 +165,8 @@ def value_range(
     late = values[epochs >= 0.1 * epochs.max()]
     low = min(values.min(), paper if paper is not None else np.inf)
     high = max(late.max() if late.size else values.max(), low + 1e-6)
+    if high - low < 1e-3:  # one point, or a flat curve: a unit either side
+        low, high = low - 1.0, high + 1.0
     margin = 0.05 * (high - low)
     return float(low - margin), float(high + margin)
 

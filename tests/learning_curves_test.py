@@ -70,6 +70,15 @@ def test_a_stage_of_another_dataset_keeps_its_hours_off_the_axis():
     assert picture.size == (800, 480)
 
 
+def test_a_curve_of_one_point_gets_a_readable_range():
+    record = dict(_record(), history=[])
+    record["validation_curve"] = [{"step": 20, "negative_elbo": 516.9}]
+    low, high = learning_curves.value_range(
+        learning_curves.stages(record), None
+    )
+    assert low < 516.9 - 0.5 and high > 516.9 + 0.5
+
+
 def test_error_rates_are_shown_in_percent():
     record = _record("error_rate", scale=100.0)
     assert learning_curves.metric_of(record) == "error_rate"
