@@ -472,8 +472,9 @@ def _saved_optimizer_values(path: str) -> list[np.ndarray]:
 
     import h5py
 
-    with zipfile.ZipFile(path) as archive:
-        weights = io.BytesIO(archive.read("model.weights.h5"))
+    with zipfile.ZipFile(path) as archive:  # the archive's one .h5 file
+        (name,) = [name for name in archive.namelist() if name.endswith(".h5")]
+        weights = io.BytesIO(archive.read(name))
     with h5py.File(weights, "r") as file:
         group = file["optimizer"]["vars"]
         return [np.asarray(group[str(index)]) for index in range(len(group))]

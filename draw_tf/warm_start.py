@@ -298,6 +298,8 @@ def copy_shared_variables(
                 "conditional model of the same sizes."
             )
         pairs.append((target, variable))
+    # Copied through the host: on JAX the target must not share the
+    # source's buffers, which training donates.
     for target, variable in pairs:
-        target.assign(variable)
+        target.assign(keras.ops.convert_to_numpy(variable.value))
     return sorted(targets)
