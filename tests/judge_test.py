@@ -81,18 +81,28 @@ def _class_of_brightness(crops):
     return np.eye(10)[value]
 
 
-def test_preservation_counts_episodes_that_keep_every_earlier_digit():
-    # Two episodes of three turns, classes 1, 2, 3 in places 0, 1, 2; a
-    # quadrant holds c / 10 when class c is drawn there.
-    classes = np.array([[1, 2, 3], [1, 2, 3]])
-    places = np.array([[0, 1, 2], [0, 1, 2]])
-    images = np.zeros((2, 3, 60, 60, 1), np.float32)
+def _drawn_right(count):
+    """Episodes of classes 1, 2, 3 in places 0, 1, 2, all drawn right.
+
+    Returns (classes, places, images [count, 3, 60, 60, 1]); a quadrant
+    holds c / 10 where class c is drawn.
+    """
+    classes = np.array([[1, 2, 3]] * count)
+    places = np.array([[0, 1, 2]] * count)
+    images = np.zeros((count, 3, 60, 60, 1), np.float32)
     for turn in range(3):
         for earlier in range(turn + 1):
             top, left = instructed_mnist.quadrant_corner(earlier)
             images[:, turn, top : top + 30, left : left + 30] = (
                 classes[0, earlier] / 10
             )
+    return classes, places, images
+
+
+def test_preservation_counts_episodes_that_keep_every_earlier_digit():
+    # Two episodes of three turns, classes 1, 2, 3 in places 0, 1, 2; a
+    # quadrant holds c / 10 when class c is drawn there.
+    classes, places, images = _drawn_right(2)
     # After turn 3, episode 0 has lost its first digit (read as a 0).
     images[0, 2, :30, :30] = 0.0
     scores = judge.judge_episodes(_class_of_brightness, images, classes, places)
@@ -105,15 +115,7 @@ def test_preservation_counts_episodes_that_keep_every_earlier_digit():
 
 def test_kept_leaves_out_digits_misdrawn_at_their_own_turn():
     # Three episodes; a quadrant holds c / 10 when class c is drawn there.
-    classes = np.array([[1, 2, 3]] * 3)
-    places = np.array([[0, 1, 2]] * 3)
-    images = np.zeros((3, 3, 60, 60, 1), np.float32)
-    for turn in range(3):
-        for earlier in range(turn + 1):
-            top, left = instructed_mnist.quadrant_corner(earlier)
-            images[:, turn, top : top + 30, left : left + 30] = (
-                classes[0, earlier] / 10
-            )
+    classes, places, images = _drawn_right(3)
     # Episode 0 misdraws its first digit from the start (read as a 0):
     # not preserved, but no later turn spoiled it. Episode 1 loses its
     # second digit at turn 3.

@@ -47,6 +47,22 @@ def _tensorboard_tags(directory) -> dict:
     return tags
 
 
+def _assert_same_state(resumed, straight):
+    """The weights and the optimizer's variables of two trainers agree."""
+    for got, want in zip(
+        resumed.model.get_weights(), straight.model.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(
+        resumed.model.optimizer.variables,
+        straight.model.optimizer.variables,
+        strict=True,
+    ):
+        np.testing.assert_allclose(
+            np.asarray(got.value), np.asarray(want.value), rtol=1e-5, atol=1e-6
+        )
+
+
 def test_batches_are_a_function_of_the_seed_and_step():
     config = tiny_config("unused")
     splits = data.load_splits(config)
@@ -100,18 +116,7 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
     second = _trainer(tmp_path / "resumed")
     second.train()
     assert second.step == 4
-    for got, want in zip(
-        second.model.get_weights(), straight.model.get_weights(), strict=True
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    for got, want in zip(
-        second.model.optimizer.variables,
-        straight.model.optimizer.variables,
-        strict=True,
-    ):
-        np.testing.assert_allclose(
-            np.asarray(got.value), np.asarray(want.value), rtol=1e-5, atol=1e-6
-        )
+    _assert_same_state(second, straight)
 
 
 @pytest.mark.slow
@@ -221,18 +226,7 @@ def test_train_only_trains_the_variables_named_and_resumes_exactly(tmp_path):
     run("resumed", train_steps=2)
     second, _ = run("resumed")
     assert second.step == 4
-    for got, want in zip(
-        second.model.get_weights(), straight.model.get_weights(), strict=True
-    ):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    for got, want in zip(
-        second.model.optimizer.variables,
-        straight.model.optimizer.variables,
-        strict=True,
-    ):
-        np.testing.assert_allclose(
-            np.asarray(got.value), np.asarray(want.value), rtol=1e-5, atol=1e-6
-        )
+    _assert_same_state(second, straight)
 
 
 def test_train_only_names_variables_of_the_model(tmp_path):
