@@ -79,6 +79,8 @@ def _train_cases(tmp_path):
         "num_turns": ["0", *NOT_INT, "5"],
         "condition_size": ["0", *NOT_INT],
         "carry_states": ["maybe"],
+        "place_frames": ["maybe", "true"],  # true: not --task=instruct
+        "train_only": ["no_such_layer"],
         "instructions": ["7 top-left"],  # --mode=train
         "judge": ["no_such_judge", str(tmp_path / "missing.weights.h5")],
     }
