@@ -485,6 +485,19 @@ class TrainConfig:
             del values["read_glimpse_size"], values["write_patch_size"]
         return values
 
+    @classmethod
+    def from_dict(cls, values: dict, **overrides) -> "TrainConfig":
+        """The config of a saved dict (config.json, a record), not validated.
+
+        Keys that are not fields (a record written by another version) are
+        left out; fields it lacks take their defaults; `overrides` win.
+        """
+        fields = cls.__dataclass_fields__
+        values = dict(values, **overrides)
+        return cls(
+            **{key: value for key, value in values.items() if key in fields}
+        )
+
     def to_json(self) -> str:
         """The config as JSON."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -39,9 +39,5 @@ def build_from_architecture(architecture: dict, image_shape) -> keras.Model:
             units=architecture["units"],
             name="digit_judge",
         )
-    fields = config_lib.TrainConfig.__dataclass_fields__
-    config = config_lib.TrainConfig(
-        workdir="-",
-        **{key: value for key, value in architecture.items() if key in fields},
-    )
+    config = config_lib.TrainConfig.from_dict(architecture, workdir="-")
     return build(config, image_shape)

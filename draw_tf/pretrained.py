@@ -80,12 +80,7 @@ def task(name: str) -> str:
 
 def train_config(name: str, **overrides) -> config_lib.TrainConfig:
     """The TrainConfig the model was trained with; `overrides` win."""
-    values = dict(record(name)["config"])
-    values.update(overrides)
-    fields = config_lib.TrainConfig.__dataclass_fields__
-    return config_lib.TrainConfig(
-        **{key: value for key, value in values.items() if key in fields}
-    )
+    return config_lib.TrainConfig.from_dict(record(name)["config"], **overrides)
 
 
 def build(architecture: dict, image_shape) -> keras.Model:

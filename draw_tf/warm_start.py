@@ -186,14 +186,7 @@ def _load_workdir(model, config, image_shape, directory: str) -> dict:
     if source_config and _transfers(
         config, image_shape, saved.get("architecture", {}), saved
     ):
-        fields = TrainConfig.__dataclass_fields__
-        source_config = TrainConfig(
-            **{
-                key: value
-                for key, value in dict(source_config, workdir=directory).items()
-                if key in fields
-            }
-        )
+        source_config = TrainConfig.from_dict(source_config, workdir=directory)
         source_shape = saved["architecture"]["image_shape"]
         loaded = loading.load_workdir(
             source_config, source_shape, directory, flag="init_from"

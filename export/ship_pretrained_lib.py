@@ -63,10 +63,7 @@ def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
         raise ShipError(
             f"--workdir={workdir}: no readable config.json ({error})."
         ) from None
-    fields = config_lib.TrainConfig.__dataclass_fields__
-    values = {key: value for key, value in saved.items() if key in fields}
-    values.update(overrides)
-    return config_lib.TrainConfig(**values).validate()
+    return config_lib.TrainConfig.from_dict(saved, **overrides).validate()
 
 
 def _summary_events(workdir: str) -> list[tuple[float, int]]:
@@ -605,20 +602,15 @@ def remeasure(
             f"--data_dir={data_dir} is not a directory; expected the MNIST "
             "idx files' directory."
         )
-    fields = config_lib.TrainConfig.__dataclass_fields__
-    values = {
-        key: value for key, value in record["config"].items() if key in fields
-    }
     with tempfile.TemporaryDirectory() as workdir:
-        values.update(
-            mode="evaluate",
-            max_eval_examples=0,
-            pretrained="",
-            workdir=workdir,
+        overrides = dict(
+            mode="evaluate", max_eval_examples=0, pretrained="", workdir=workdir
         )
         if data_dir:
-            values["data_dir"] = data_dir
-        config = config_lib.TrainConfig(**values).validate()
+            overrides["data_dir"] = data_dir
+        config = config_lib.TrainConfig.from_dict(
+            record["config"], **overrides
+        ).validate()
         splits = data_lib.load_splits(config)
         classify = config.task == "classify"
         if not classify:

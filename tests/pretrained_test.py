@@ -91,6 +91,19 @@ def test_shipped_records_hold_no_machine_paths():
             assert prefix not in text, (name, prefix)
 
 
+def test_a_record_of_another_version_gives_its_config():
+    # A key this version lacks is left out; one the record lacks takes
+    # its default; overrides win over the record.
+    saved = dict(
+        pretrained.record("mnist_attention")["config"], removed_field=1
+    )
+    saved.pop("judge", None)  # (older records have none)
+    config = config_lib.TrainConfig.from_dict(saved, mode="evaluate")
+    assert config.mode == "evaluate" and config.judge == "digit_judge"
+    assert config.latent_size == saved["latent_size"] == 100
+    assert config == pretrained.train_config("mnist_attention", mode="evaluate")
+
+
 def test_at_least_the_paper_model_is_shipped():
     assert "mnist_attention" in SHIPPED
 
