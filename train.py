@@ -90,7 +90,8 @@ flags.DEFINE_integer(
     "validation_size",
     _DEFAULTS.validation_size,
     "Images held out from the end of the training file "
-    "for validation (model selection); 1 to n - 1.",
+    "for validation (model selection); 0 to n - 1 (0: train on all n, "
+    "no validation, the last checkpoint is the model).",
 )
 flags.DEFINE_integer(
     "synthetic_image_size",

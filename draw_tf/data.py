@@ -6,7 +6,8 @@ binary images are 0 or 255) and become float32 in [0, 1] in the pipeline.
 Splits. Local MNIST-format files and TFDS sets without a validation split
 give train = the training file less its last `validation_size` images,
 validation = those last images, test = the test file (for MNIST the
-classic 50k / 10k / 10k split). TFDS `binarized_mnist` has its own
+classic 50k / 10k / 10k split; `--validation_size=0` trains on the whole
+training file, with no validation). TFDS `binarized_mnist` has its own
 validation split.
 
 Binarization (`--binarization`):
@@ -88,7 +89,8 @@ class Splits:
       train: the training images (grey levels when binarization is
         dynamic); with `composite` set, the training DIGITS [n, 28, 28, 1]
         around which each batch is composed afresh.
-      validation: images for model selection, distinct from test.
+      validation: images for model selection, distinct from test; none
+        ([0, height, width, channels]) with --validation_size=0.
       test: the test images.
       dynamic_binarization: whether training batches are binarized afresh.
       train_labels: int64 [n] class labels, or None when the set has none.
@@ -264,11 +266,16 @@ def load_splits(config: TrainConfig) -> Splits:
     validation_size = config.validation_size
     if config.dataset == "synthetic":  # fixed sizes, see _SYNTHETIC_SIZES
         validation_size = _SYNTHETIC_SIZES["validation"]
-    if not 0 < validation_size < len(train):
+    if not 0 <= validation_size < len(train):
         raise ConfigError(
-            f"--validation_size={validation_size} must be between 1 "
-            f"and {len(train) - 1} (the training file has {len(train)} "
-            "images)."
+            f"--validation_size={validation_size} must be between 0 (no "
+            f"validation) and {len(train) - 1} (the training file has "
+            f"{len(train)} images)."
+        )
+    if validation_size == 0 and config.task == "instruct":
+        raise ConfigError(
+            "--validation_size=0 leaves no validation episodes, which "
+            "--task=instruct judges at every validation; expected >= 1."
         )
     cut = len(train) - validation_size
     labels = {
@@ -283,6 +290,12 @@ def load_splits(config: TrainConfig) -> Splits:
         if config.resample_composites:  # training digits stay digits
             splits_composed = ("validation", "test")
         for split in splits_composed:
+            if not len(images[split]):  # --validation_size=0
+                size = composite_mnist.IMAGE_SIZES[config.dataset]
+                images[split] = np.zeros((0, size, size, 1), np.uint8)
+                if config.dataset != "cluttered_mnist":  # no labels
+                    labels[split] = None
+                continue
             images[split], labels[split] = composite_split(
                 config, split, images[split], labels[split]
             )

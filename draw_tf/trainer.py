@@ -234,6 +234,11 @@ class Trainer:
         """The rate of the update that takes training from `step` to +1."""
         return float(self.learning_rate_schedule(step))
 
+    @property
+    def has_validation(self) -> bool:
+        """Whether there are validation images (--validation_size >= 1)."""
+        return len(self.splits.validation) > 0
+
     # Loading.
 
     def restore_for_evaluation(self) -> str | None:
@@ -296,6 +301,11 @@ class Trainer:
         if self.step >= total:
             logging.info("Already trained to step %d.", total)
             return
+        if not self.has_validation:
+            logging.info(
+                "No validation (--validation_size=0): trains on every "
+                "training image; the last checkpoint is the model."
+            )
         eval_every = config.eval_every_steps or self.steps_per_epoch
         save_every = config.checkpoint_every_steps
         while self.step < total:
@@ -334,7 +344,9 @@ class Trainer:
                     "intact: lower --learning_rate or set "
                     "--gradient_clip_norm and run again."
                 )
-            if stop % eval_every == 0 or stop == total:
+            if self.has_validation and (
+                stop % eval_every == 0 or stop == total
+            ):
                 self._validate()
             self.train_seconds += time.perf_counter() - started
             if stop % save_every == 0 or stop == total:

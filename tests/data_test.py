@@ -247,6 +247,44 @@ def test_bad_validation_size_is_a_config_error(tmp_path):
         data.load_splits(_config(tmp_path, validation_size=60))
 
 
+def test_validation_size_zero_trains_on_the_whole_training_file(tmp_path):
+    raw = _fake_mnist(tmp_path, compress=False)
+    splits = data.load_splits(
+        _config(tmp_path, binarization="none", validation_size=0)
+    )
+    np.testing.assert_array_equal(splits.train[..., 0], raw["train"])
+    assert splits.validation.shape == (0, 6, 6, 1)
+    assert len(splits.test) == 20
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_validation_size_zero_composes_no_validation_images(tmp_path, resample):
+    _fake_mnist(tmp_path, size=28)
+    splits = data.load_splits(
+        _config(
+            tmp_path,
+            task="classify",
+            dataset="cluttered_mnist",
+            binarization="none",
+            resample_composites=resample,
+            validation_size=0,
+        )
+    )
+    assert len(splits.train) == len(splits.train_labels) == 60
+    assert splits.validation.shape == (0, 100, 100, 1)
+    assert len(splits.validation_labels) == 0
+    assert splits.test.shape == (20, 100, 100, 1)
+
+
+def test_validation_size_zero_is_refused_for_instructions(tmp_path):
+    _fake_mnist(tmp_path, size=28)
+    config = _config(
+        tmp_path, task="instruct", dataset="instructed_mnist", validation_size=0
+    )
+    with pytest.raises(config_lib.ConfigError, match="--validation_size=0"):
+        data.load_splits(config)
+
+
 def test_tfds_datasets_load_through_tfds(
     tmp_path, no_local_mnist, tfds_mock_reachable
 ):

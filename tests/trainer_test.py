@@ -1,5 +1,6 @@
 """Tests of training: distribution, evaluation, checkpoints and train.py."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from draw_tf import config as config_lib
 from draw_tf import data, errors, models
+from draw_tf import workdir as workdir_layout
 from draw_tf.tensorflow import distributed_engine
 from tests.tiny_run import tiny_config, tiny_flags
 
@@ -282,6 +284,27 @@ def test_classifier_trains_and_evaluates_through_the_experiment(tmp_path):
     assert results["error_rate"] == pytest.approx(1 - results["accuracy"])
     assert results["accuracy"] > 0.5  # 4 classes: chance is about 0.25
     assert set(experiment.draw()) == {"glimpses_png", "glimpses_gif"}
+
+
+def test_a_run_without_validation_ships_its_last_checkpoint(tmp_path):
+    # --validation_size=0: no validation images, so no validation and no
+    # best checkpoint; the test is evaluated with the last weights.
+    config = tiny_config(tmp_path, train_steps=4, eval_every_steps=2)
+    splits = data.load_splits(config)
+    splits = dataclasses.replace(
+        splits,
+        validation=splits.validation[:0],
+        validation_labels=None,
+    )
+    experiment = distributed_engine.make_trainer(
+        config, tf.distribute.get_strategy(), splits
+    )
+    assert not experiment.has_validation
+    experiment.train()
+    assert not (tmp_path / workdir_layout.VALIDATION).exists()
+    assert not (tmp_path / workdir_layout.BEST).exists()
+    assert experiment.restore_for_evaluation().endswith("ckpt-4")
+    assert np.isfinite(experiment.evaluate_test()["negative_elbo"])
 
 
 def _run_train(args, timeout=240, **popen):
