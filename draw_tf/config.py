@@ -296,6 +296,11 @@ class TrainConfig:
                     f"(--task=instruct); this run has --task={self.task}."
                 )
             return
+        if self.validation_size == 0:
+            raise ConfigError(
+                "--validation_size=0 leaves no validation episodes, which "
+                "--task=instruct judges at every validation; expected >= 1."
+            )
         allowed = (INSTRUCTED_DATASET, *CLASS_CONDITIONAL_DATASETS)
         if self.dataset not in allowed:
             raise ConfigError(
@@ -536,6 +541,18 @@ def check_workdir_architecture(
                 f"--{flag}={config.workdir} holds a model of another "
                 f"architecture ({'; '.join(differences)}); use a new workdir "
                 "or the same model flags."
+            )
+        trained_with = saved.get("config", {}).get("validation_size")
+        if (
+            config.mode == "train"
+            and trained_with is not None
+            and trained_with != config.validation_size
+        ):
+            # Its training images and its best checkpoint are of that split.
+            raise ConfigError(
+                f"--validation_size={config.validation_size}: --{flag}="
+                f"{config.workdir} was trained with --validation_size="
+                f"{trained_with}; resume with that or use a new workdir."
             )
         return
     make_writable_directory("workdir", config.workdir)

@@ -252,6 +252,11 @@ def load_splits(config: TrainConfig) -> Splits:
     else:
         splits = _load_tfds(config)
         if len(splits) == 3:  # binarized_mnist: binary, own validation
+            if config.validation_size == 0:
+                raise ConfigError(
+                    f"--validation_size=0: --dataset={config.dataset} has "
+                    "its own validation split, kept apart; expected >= 1."
+                )
             (train, _), (validation, _), (test, _) = splits
             return Splits(255 * train, 255 * validation, 255 * test, False)
         (train, train_labels), (test, test_labels) = splits
@@ -271,11 +276,6 @@ def load_splits(config: TrainConfig) -> Splits:
             f"--validation_size={validation_size} must be between 0 (no "
             f"validation) and {len(train) - 1} (the training file has "
             f"{len(train)} images)."
-        )
-    if validation_size == 0 and config.task == "instruct":
-        raise ConfigError(
-            "--validation_size=0 leaves no validation episodes, which "
-            "--task=instruct judges at every validation; expected >= 1."
         )
     cut = len(train) - validation_size
     labels = {

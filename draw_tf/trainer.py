@@ -306,7 +306,11 @@ class Trainer:
                 "No validation (--validation_size=0): trains on every "
                 "training image; the last checkpoint is the model."
             )
-        eval_every = config.eval_every_steps or self.steps_per_epoch
+        eval_every = (
+            config.eval_every_steps or self.steps_per_epoch
+            if self.has_validation
+            else total
+        )
         save_every = config.checkpoint_every_steps
         while self.step < total:
             start = self.step

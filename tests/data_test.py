@@ -1,5 +1,6 @@
 """Tests of draw_tf.data: idx files, splits, binarization, batches."""
 
+import dataclasses
 import gzip
 import time
 
@@ -276,13 +277,26 @@ def test_validation_size_zero_composes_no_validation_images(tmp_path, resample):
     assert splits.test.shape == (20, 100, 100, 1)
 
 
-def test_validation_size_zero_is_refused_for_instructions(tmp_path):
-    _fake_mnist(tmp_path, size=28)
-    config = _config(
-        tmp_path, task="instruct", dataset="instructed_mnist", validation_size=0
-    )
+def test_validation_size_zero_is_refused_where_it_cannot_hold(tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--validation_size=0"):
-        data.load_splits(config)
+        _config(
+            tmp_path,
+            task="instruct",
+            dataset="instructed_mnist",
+            validation_size=0,
+        )
+    # A run keeps the split it started with (its training images, its
+    # best checkpoint).
+    _fake_mnist(tmp_path)
+    config = _config(tmp_path)
+    config_lib.check_workdir_architecture(config, (6, 6, 1))
+    changed = dataclasses.replace(config, validation_size=0)
+    with pytest.raises(
+        config_lib.ConfigError, match="trained with --validation_size=10"
+    ):
+        config_lib.check_workdir_architecture(changed, (6, 6, 1))
+    evaluate = dataclasses.replace(changed, mode="evaluate")
+    config_lib.check_workdir_architecture(evaluate, (6, 6, 1))
 
 
 def test_tfds_datasets_load_through_tfds(
