@@ -109,6 +109,18 @@ def _thresholds() -> list[float]:
     return values
 
 
+def _validation_size() -> str:
+    """draw_tf's --validation_size as given (the last one wins), or ''."""
+    with open(_FLAGFILE.value) as file:
+        given = [line.strip() for line in file] + list(_TRAIN_FLAGS.value)
+    values = [
+        flag.split("=", 1)[1]
+        for flag in given
+        if flag.startswith("--validation_size=")
+    ]
+    return values[-1].strip() if values else ""
+
+
 def _check_paths():
     output_error = cli.output_path_error("output", _OUTPUT.value)
     if output_error:  # found now, not after hours of racing
@@ -133,6 +145,11 @@ def _check_paths():
     if not os.path.isfile(_FLAGFILE.value):
         raise config_lib.ConfigError(
             f"--train_flagfile={_FLAGFILE.value}: no such file."
+        )
+    if _validation_size() == "0":  # the race reads validation records
+        raise config_lib.ConfigError(
+            "--validation_size=0 (in --train_flags or --train_flagfile): the "
+            "race times the validation -ELBO; expected a run with validation."
         )
     if (_PEER_PYTHON.value or _PEER_FLAGS.value) and not _PEER_DRAW.value:
         raise config_lib.ConfigError(

@@ -463,13 +463,15 @@ class Trainer:
         """Appends this machine to `<workdir>/machines.jsonl`.
 
         A long run may resume on machines of other kinds; a shipped model
-        names every CPU kind it trained on.
+        names every CPU kind it trained on. `steps_per_epoch` gives a run
+        without validation records its epochs.
         """
         if not self.is_chief:
             return
         entry = dict(
             machine.cpu_description(),
             start_step=self.step,
+            steps_per_epoch=self.steps_per_epoch,
             unix_time=round(time.time()),
             backend=backend.name(),
             engine=self.engine.description,

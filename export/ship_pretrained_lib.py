@@ -481,17 +481,22 @@ def _stage_of_workdir(workdir: str, steps: int) -> dict:
         {name: entry[name] for name in ("step", key) if name in entry}
         for entry in entries
     ]
-    # Epochs from the run's own epoch count at its last evaluation.
+    machines = workdir_layout.read_json_lines(workdir, workdir_layout.MACHINES)
+    # Epochs from the run's own epoch count at its last evaluation, or (a
+    # run without validation) from the steps per epoch it recorded.
     last = entries[-1] if entries else {}
-    epochs = (
-        round(steps * last["epoch"] / last["step"], 2)
-        if "epoch" in last
-        else None
-    )
+    per_epoch = [
+        m["steps_per_epoch"] for m in machines if "steps_per_epoch" in m
+    ]
+    if "epoch" in last:
+        epochs = round(steps * last["epoch"] / last["step"], 2)
+    elif per_epoch:
+        epochs = round(steps / per_epoch[-1], 2)
+    else:
+        epochs = None
     wall_seconds, untimed = _training_time(
         workdir, steps, config.log_every_steps
     )
-    machines = workdir_layout.read_json_lines(workdir, workdir_layout.MACHINES)
     return {
         "source": f"workdir {os.path.basename(os.path.normpath(workdir))}",
         "dataset": config.dataset,

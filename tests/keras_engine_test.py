@@ -100,6 +100,9 @@ def test_train_writes_the_workdir_and_resumes_exactly(tmp_path):
     assert (workdir / "best" / "model.weights.h5").exists()
     machines = (workdir / "machines.jsonl").read_text().splitlines()
     assert json.loads(machines[0])["start_step"] == 0
+    assert (
+        json.loads(machines[0])["steps_per_epoch"] == straight.steps_per_epoch
+    )
     state = json.loads(
         (workdir / "keras_checkpoints" / "state.json").read_text()
     )

@@ -531,6 +531,30 @@ def test_a_restart_of_a_shipped_model_keeps_its_history(tmp_path, monkeypatch):
     assert ship_pretrained_lib.earlier_stages(str(tmp_path / "none")) == []
 
 
+def test_a_source_run_without_validation_counts_its_epochs(tmp_path):
+    # A --validation_size=0 run writes no validation records: its stage
+    # takes its epochs from the steps per epoch the trainer recorded.
+    import dataclasses
+
+    from draw_tf import config as config_lib
+
+    config = config_lib.TrainConfig(workdir=str(tmp_path), dataset="synthetic")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": dataclasses.asdict(config)})
+    )
+    (tmp_path / "machines.jsonl").write_text(
+        json.dumps({"vector_extensions": "AVX2", "steps_per_epoch": 600}) + "\n"
+    )
+    stage = ship_pretrained_lib._stage_of_workdir(str(tmp_path), 1500)
+    assert stage["epochs"] == 2.5 and stage["validation_curve"] == []
+    # A run of a version that recorded neither leaves its epochs unknown.
+    (tmp_path / "machines.jsonl").write_text(
+        json.dumps({"vector_extensions": "AVX2"}) + "\n"
+    )
+    stage = ship_pretrained_lib._stage_of_workdir(str(tmp_path), 1500)
+    assert stage["epochs"] is None
+
+
 @pytest.mark.slow
 def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
     from draw_tf import trainer

@@ -463,6 +463,7 @@ def test_binary_stopped_by_sigterm_ends_its_trainer(tmp_path):
         (["--peer_draw=/nonexistent/draw.py"], "--peer_draw=/nonexistent"),
         (["--peer_python=/usr/bin/python3"], "--peer_python and --peer_flags"),
         (["--train_flagfile=/nonexistent.flags"], "no such file"),
+        (["--train_flags=--validation_size=0"], "times the validation -ELBO"),
         (
             ["--output=/nonexistent/ttq.json"],
             "--output=/nonexistent/ttq.json: directory /nonexistent does not",
