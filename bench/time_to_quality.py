@@ -111,8 +111,9 @@ def _thresholds() -> list[float]:
 
 def _validation_size() -> str:
     """draw_tf's --validation_size as given (the last one wins), or ''."""
-    with open(_FLAGFILE.value) as file:
-        given = [line.strip() for line in file] + list(_TRAIN_FLAGS.value)
+    given = flags.FLAGS.read_flags_from_files(  # absl's flagfile expansion
+        [f"--flagfile={_FLAGFILE.value}", *_TRAIN_FLAGS.value], force_gnu=False
+    )
     values = [
         flag.split("=", 1)[1]
         for flag in given

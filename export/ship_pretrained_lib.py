@@ -485,13 +485,11 @@ def _stage_of_workdir(workdir: str, steps: int) -> dict:
     # Epochs from the run's own epoch count at its last evaluation, or (a
     # run without validation) from the steps per epoch it recorded.
     last = entries[-1] if entries else {}
-    per_epoch = [
-        m["steps_per_epoch"] for m in machines if "steps_per_epoch" in m
-    ]
+    per_epoch = machines[-1].get("steps_per_epoch") if machines else None
     if "epoch" in last:
         epochs = round(steps * last["epoch"] / last["step"], 2)
     elif per_epoch:
-        epochs = round(steps / per_epoch[-1], 2)
+        epochs = round(steps / per_epoch, 2)
     else:
         epochs = None
     wall_seconds, untimed = _training_time(
