@@ -54,7 +54,12 @@ class ShipError(config_lib.ConfigError):
 
 
 def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
-    """The TrainConfig a workdir was trained with (its config.json)."""
+    """The TrainConfig a workdir was trained with (its config.json).
+
+    Read for anything but training (overrides' mode), a warm restart's
+    --init_from is left out: its weights are its checkpoints now, and its
+    origin stays in its init_from.json.
+    """
     path = workdir_layout.path(workdir, workdir_layout.CONFIG)
     try:
         with open(path) as file:
@@ -63,6 +68,8 @@ def read_workdir_config(workdir: str, **overrides) -> config_lib.TrainConfig:
         raise ShipError(
             f"--workdir={workdir}: no readable config.json ({error})."
         ) from None
+    if overrides.get("mode", saved.get("mode", "train")) != "train":
+        overrides.setdefault("init_from", "")
     return config_lib.TrainConfig.from_dict(saved, **overrides).validate()
 
 

@@ -6,6 +6,7 @@ test subset equals the one recorded when it was shipped, and its export
 shipping tool is tested on the tiny model.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -556,6 +557,23 @@ def test_a_source_run_without_validation_counts_its_epochs(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_warm_restarted_workdir_reads_for_evaluation(tmp_path):
+    # bench/cluttered_errors.py --workdir= of a finished restart: its
+    # --init_from is its history (init_from.json), not a flag to refuse.
+    config = config_lib.TrainConfig(
+        workdir=str(tmp_path), init_from="cluttered_mnist"
+    )
+    (tmp_path / "config.json").write_text(
+        json.dumps({"config": dataclasses.asdict(config)})
+    )
+    read = ship_pretrained_lib.read_workdir_config(
+        str(tmp_path), mode="evaluate"
+    )
+    assert (read.mode, read.init_from) == ("evaluate", "")
+    again = ship_pretrained_lib.read_workdir_config(str(tmp_path))
+    assert (again.mode, again.init_from) == ("train", "cluttered_mnist")
+
+
 def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
     from draw_tf import trainer
     from tests.tiny_run import tiny_config
