@@ -229,8 +229,9 @@ def ship(
             "idx files' directory."
         )
     config_lib.make_writable_directory("output_dir", output_dir)
-    # The run's own --init_from is recorded from its init_from.json.
-    overrides = dict(mode="evaluate", max_eval_examples=0, init_from="")
+    # The run's own --init_from is recorded from its init_from.json
+    # (read_workdir_config leaves it out of an evaluation's config).
+    overrides = dict(mode="evaluate", max_eval_examples=0)
     if data_dir:
         overrides["data_dir"] = data_dir
     config = read_workdir_config(workdir, **overrides)
@@ -475,7 +476,7 @@ def _stage_of_record(record: dict) -> dict:
 
 def _stage_of_workdir(workdir: str, steps: int) -> dict:
     """One history stage: a workdir's training up to `steps`."""
-    config = read_workdir_config(workdir, mode="evaluate", init_from="")
+    config = read_workdir_config(workdir, mode="evaluate")
     key = "error_rate" if config.task == "classify" else "negative_elbo"
     entries = [
         entry

@@ -556,7 +556,6 @@ def test_a_source_run_without_validation_counts_its_epochs(tmp_path):
     assert stage["epochs"] is None
 
 
-@pytest.mark.slow
 def test_a_warm_restarted_workdir_reads_for_evaluation(tmp_path):
     # bench/cluttered_errors.py --workdir= of a finished restart: its
     # --init_from is its history (init_from.json), not a flag to refuse.
@@ -574,6 +573,7 @@ def test_a_warm_restarted_workdir_reads_for_evaluation(tmp_path):
     assert (again.mode, again.init_from) == ("train", "cluttered_mnist")
 
 
+@pytest.mark.slow
 def test_a_warm_restarted_run_ships_with_its_origin(trained_workdir, tmp_path):
     from draw_tf import trainer
     from tests.tiny_run import tiny_config
